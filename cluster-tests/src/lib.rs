@@ -1,0 +1,1 @@
+//! Multi-process cluster scenarios; the cluster layer arrives with gossip.

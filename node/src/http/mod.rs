@@ -1,0 +1,180 @@
+//! The HTTP surface: routes, body limits, JSON error bodies and per-endpoint latency.
+//!
+//! | route | module |
+//! |---|---|
+//! | `POST /oauth/token`, `/oauth/revoke`, `/oauth/introspect` | [`oauth`] |
+//! | `GET /v1/check[/{path}]` | [`gate`] |
+//! | `/admin/v1/…` | [`admin`] |
+//! | `/.well-known/…`, `/metrics`, `/healthz`, `/readyz` | [`ops`] |
+
+mod admin;
+pub mod error;
+mod form;
+pub mod gate;
+mod oauth;
+mod ops;
+mod path;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use self::error::ApiError;
+use crate::metrics as m;
+use crate::node::{Handles, StartError};
+
+/// Largest JSON body the admin API accepts.
+const MAX_JSON_BYTES: usize = 16 * 1024;
+
+/// Binds the listen address and builds the server (not yet polled).
+pub fn serve(node: Arc<Handles>) -> Result<(SocketAddr, Server), StartError> {
+    let addr = node.config.listen;
+    let workers = match node.config.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let data = web::Data::from(node);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(json_config())
+            .wrap(error_bodies())
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let endpoint = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let span = tracing::debug_span!("request", method = %req.method(), %endpoint);
+                let started = Instant::now();
+                srv.call(req).instrument(span).map(move |res| {
+                    let status = res.as_ref().map_or(500, |r| r.status().as_u16());
+                    let class = status_class(status);
+                    metrics::histogram!(m::HTTP_DURATION, "endpoint" => endpoint, "status" => class)
+                        .record(started.elapsed().as_secs_f64());
+                    res
+                })
+            })
+            .configure(routes)
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .bind(addr)
+    .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    Ok((bound, server.run()))
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/oauth/token", web::post().to(oauth::token))
+        .route("/oauth/revoke", web::post().to(oauth::revoke))
+        .route("/oauth/introspect", web::post().to(oauth::introspect))
+        .route("/v1/check", web::get().to(gate::check))
+        .route("/v1/check/{path:.*}", web::route().to(gate::check))
+        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(ops::metadata),
+        )
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .service(
+            web::scope("/admin/v1")
+                .route("/revocations", web::post().to(admin::revoke))
+                .route("/revocations", web::get().to(admin::list_revocations))
+                .route("/keys", web::get().to(admin::keys))
+                .route("/keys/rotate", web::post().to(admin::rotate)),
+        );
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_JSON_BYTES)
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            let (status, description) = match &err {
+                E::OverflowKnownLength { .. } | E::Overflow { .. } => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds {MAX_JSON_BYTES} bytes"),
+                ),
+                E::ContentType => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "content type must be application/json".into(),
+                ),
+                E::Deserialize(e) => (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+                _ => (StatusCode::BAD_REQUEST, "unreadable JSON body".into()),
+            };
+            ApiError::bad_request(status, "invalid_request", description).into()
+        })
+}
+
+/// Responses the framework produces on its own (404, 405, 413 …) get JSON bodies too.
+fn error_bodies() -> ErrorHandlers<BoxBody> {
+    let mut handlers = ErrorHandlers::new();
+    for (status, code, text) in [
+        (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        ),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request body too large",
+        ),
+        (
+            StatusCode::URI_TOO_LONG,
+            "invalid_request",
+            "request URI too long",
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed request",
+        ),
+    ] {
+        handlers = handlers.handler(status, move |res| json_error(res, code, text));
+    }
+    handlers
+}
+
+fn json_error(
+    res: ServiceResponse<BoxBody>,
+    code: &'static str,
+    text: &'static str,
+) -> actix_web::Result<ErrorHandlerResponse<BoxBody>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let body = serde_json::json!({ "error": code, "error_description": text }).to_string();
+    let (req, mut res) = res.into_parts();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let res = res.set_body(body).map_into_boxed_body();
+    let res: ServiceResponse<EitherBody<BoxBody>> =
+        ServiceResponse::new(req, res).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}

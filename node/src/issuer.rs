@@ -1,0 +1,250 @@
+//! The issuer actor: owns the signing-key ring and the state of refresh families.
+//!
+//! Signing itself happens in the request handlers with the [`Signer`] this actor
+//! publishes, so issuing an access token never waits on the actor. What must be
+//! decided in one place goes through it: key rotation, and whether a refresh
+//! token's generation is still unspent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+
+use crate::clock::SharedClock;
+use crate::journal::Record;
+use crate::keys::{KeyRing, RotateError, Schedule};
+use crate::metrics as m;
+use crate::tokens::Signer;
+use crate::verifier::actor::{InstallLocalKeys, Verifier};
+use crate::verifier::PublishedKey;
+
+/// How often the key schedule is checked.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The signer request handlers use; swapped when a new key starts signing.
+pub type SignerSlot = Arc<ArcSwap<Signer>>;
+
+/// What is known about a family whose tokens have been refreshed.
+#[derive(Debug, Clone, Copy)]
+struct FamilyState {
+    /// The only generation that may be spent next.
+    next_generation: u32,
+    /// When the family ends, Unix ms; the state is dropped then.
+    expires_ms: u64,
+}
+
+/// Owns keys and refresh families.
+pub struct Issuer {
+    ring: KeyRing,
+    schedule: Schedule,
+    families: HashMap<String, FamilyState>,
+    signer: SignerSlot,
+    verifier: Addr<Verifier>,
+    clock: SharedClock,
+}
+
+impl Issuer {
+    /// An issuer over a loaded key ring, with the spent generations replayed from the
+    /// journal.
+    pub fn new(
+        ring: KeyRing,
+        schedule: Schedule,
+        replayed: &[Record],
+        signer: SignerSlot,
+        verifier: Addr<Verifier>,
+        clock: SharedClock,
+    ) -> Self {
+        let mut issuer = Self {
+            ring,
+            schedule,
+            families: HashMap::new(),
+            signer,
+            verifier,
+            clock,
+        };
+        for record in replayed {
+            if let Record::RefreshUsed {
+                family,
+                generation,
+                expires_ms,
+            } = record
+            {
+                issuer.spend(family, *generation, *expires_ms);
+            }
+        }
+        issuer
+    }
+
+    /// The key ring's live keys as published.
+    pub fn published(ring: &KeyRing, now_ms: u64) -> Vec<PublishedKey> {
+        ring.live(now_ms)
+            .map(|k| PublishedKey {
+                kid: k.kid.clone(),
+                public: k.public_key(),
+                phase: k.phase(now_ms),
+                activate_ms: k.activate_ms,
+                retire_ms: k.retire_ms,
+                expire_ms: k.expire_ms,
+            })
+            .collect()
+    }
+
+    /// The signer for the key that signs at `now_ms`.
+    pub fn signer_for(ring: &KeyRing, now_ms: u64) -> Option<Signer> {
+        ring.signing(now_ms).map(Signer::new)
+    }
+
+    fn spend(&mut self, family: &str, generation: u32, expires_ms: u64) {
+        let state = self
+            .families
+            .entry(family.to_owned())
+            .or_insert(FamilyState {
+                next_generation: 0,
+                expires_ms,
+            });
+        state.next_generation = state.next_generation.max(generation + 1);
+    }
+
+    /// Applies the schedule: rotate if due, retire expired keys, switch the signer.
+    fn tick(&mut self) {
+        let now = self.clock.now_ms();
+        let mut changed = false;
+        if self.ring.rotation_due(now, &self.schedule) {
+            changed |= self.rotate(now).is_ok();
+        }
+        let before = self.ring.live(now).count();
+        if self.ring.prune(now) {
+            changed = true;
+            if let Err(error) = self.ring.save() {
+                tracing::error!(%error, "could not persist key ring after retiring a key");
+            }
+            tracing::info!(
+                retired = before - self.ring.live(now).count(),
+                "signing key removed"
+            );
+        }
+        if let Some(signing) = self.ring.signing(now) {
+            if signing.kid != self.signer.load().kid() {
+                tracing::info!(kid = %signing.kid, "new signing key active");
+                self.signer.store(Arc::new(Signer::new(signing)));
+                changed = true;
+            }
+        }
+        if changed {
+            self.verifier
+                .do_send(InstallLocalKeys(Self::published(&self.ring, now)));
+        }
+        self.families.retain(|_, f| f.expires_ms > now);
+    }
+
+    /// Publishes a successor key; persists the ring before anything can use it.
+    fn rotate(&mut self, now: u64) -> Result<PublishedKey, RotateFailure> {
+        let kid = self.ring.rotate(now, &self.schedule)?.kid.clone();
+        if let Err(error) = self.ring.save() {
+            tracing::error!(%error, "could not persist rotated key ring; rotation undone");
+            self.ring.unrotate(&kid);
+            return Err(RotateFailure::Storage);
+        }
+        metrics::counter!(m::KEY_ROTATIONS).increment(1);
+        tracing::info!(%kid, activates_in_ms = self.schedule.publish_ahead_ms, "signing key rotated");
+        let published = Self::published(&self.ring, now);
+        self.verifier.do_send(InstallLocalKeys(published.clone()));
+        Ok(published
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .expect("rotated key is live"))
+    }
+}
+
+impl Actor for Issuer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |this, _| this.tick());
+    }
+}
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateFailure {
+    /// Refused by the schedule.
+    #[error(transparent)]
+    Refused(#[from] RotateError),
+    /// The key ring could not be written.
+    #[error("the key ring could not be written to disk")]
+    Storage,
+}
+
+/// Rotate now (admin API).
+#[derive(Message)]
+#[rtype(result = "Result<PublishedKey, RotateFailure>")]
+pub struct Rotate;
+
+impl Handler<Rotate> for Issuer {
+    type Result = Result<PublishedKey, RotateFailure>;
+
+    fn handle(&mut self, _: Rotate, _: &mut Self::Context) -> Self::Result {
+        self.rotate(self.clock.now_ms())
+    }
+}
+
+/// Apply the key schedule now rather than at the next tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Handler<Tick> for Issuer {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, _: &mut Self::Context) {
+        self.tick();
+    }
+}
+
+/// The live keys with their schedule.
+#[derive(Message)]
+#[rtype(result = "Vec<PublishedKey>")]
+pub struct ListKeys;
+
+impl Handler<ListKeys> for Issuer {
+    type Result = MessageResult<ListKeys>;
+
+    fn handle(&mut self, _: ListKeys, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Self::published(&self.ring, self.clock.now_ms()))
+    }
+}
+
+/// Spend one refresh-token generation. `Err` means it was spent before: reuse.
+#[derive(Message)]
+#[rtype(result = "Result<(), RefreshReused>")]
+pub struct SpendRefresh {
+    /// Family id.
+    pub family: String,
+    /// Generation presented.
+    pub generation: u32,
+    /// Family end, Unix ms.
+    pub expires_ms: u64,
+}
+
+/// The generation presented was already spent (or is out of order).
+#[derive(Debug, thiserror::Error)]
+#[error("refresh token was already used")]
+pub struct RefreshReused;
+
+impl Handler<SpendRefresh> for Issuer {
+    type Result = Result<(), RefreshReused>;
+
+    fn handle(&mut self, msg: SpendRefresh, _: &mut Self::Context) -> Self::Result {
+        let expected = self
+            .families
+            .get(&msg.family)
+            .map_or(0, |f| f.next_generation);
+        if msg.generation != expected {
+            return Err(RefreshReused);
+        }
+        self.spend(&msg.family, msg.generation, msg.expires_ms);
+        Ok(())
+    }
+}

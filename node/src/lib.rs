@@ -1,0 +1,29 @@
+//! Portcullis: an auth and anti-abuse node.
+//!
+//! It issues short-lived Ed25519 access tokens (RFC 9068) and rotating refresh tokens,
+//! verifies them strictly, and gates HTTP APIs as a forward-auth service.
+//!
+//! Map of the crate:
+//! - [`config`]: the TOML file, `PORTCULLIS_*` overrides and validation.
+//! - [`node`]: assembly of a running node; [`http`]: its HTTP surface.
+//! - Actors that own state: [`issuer`] (keys, rotation, refresh families),
+//!   [`verifier::actor`] (key set and deny list), [`store`] (the durable journal).
+//! - The read path every request takes: [`verifier`] over [`revocation::DenyList`].
+//! - Formats and persistence: [`tokens`], [`keys`], [`journal`], [`secrets`].
+//! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described).
+
+pub mod clock;
+pub mod config;
+pub mod fsutil;
+pub mod grants;
+pub mod http;
+pub mod issuer;
+pub mod journal;
+pub mod keys;
+pub mod metrics;
+pub mod node;
+pub mod revocation;
+pub mod secrets;
+pub mod store;
+pub mod tokens;
+pub mod verifier;

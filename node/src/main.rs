@@ -1,0 +1,111 @@
+//! The `portcullis` binary: `serve`, `hash-password`, `mint-client-secret`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis::clock::SystemClock;
+use portcullis::config::{Config, Mode, DEV};
+use portcullis::secrets::{hash_password, mint_client_secret};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Auth and anti-abuse node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. Without --config it runs in dev mode with demo credentials.
+    Serve {
+        /// Configuration file (TOML); PORTCULLIS_* variables override its settings.
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Hash a user password (read from stdin) with argon2id for the `users` table.
+    HashPassword,
+    /// Mint a random client secret and print it with its `secret_hash`.
+    MintClientSecret,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config } => serve(config),
+        Command::HashPassword => {
+            let password = read_password()?;
+            println!("{}", hash_password(&password));
+            Ok(())
+        }
+        Command::MintClientSecret => {
+            let (secret, hash) = mint_client_secret();
+            println!("client_secret = {secret}");
+            println!("secret_hash   = \"{hash}\"");
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (input is echoed; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    Ok(password)
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match Config::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("portcullis: refusing to start: {error}");
+            std::process::exit(2);
+        }
+    };
+    let mode = config.mode;
+    actix_web::rt::System::new().block_on(async move {
+        let node = portcullis::node::start(config, Arc::new(SystemClock)).await?;
+        if mode == Mode::Dev {
+            announce_dev(&node.addr.to_string());
+        }
+        tracing::info!(addr = %node.addr, "listening");
+        println!("portcullis: listening on http://{}", node.addr);
+        node.server.await.context("HTTP server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn announce_dev(addr: &str) {
+    tracing::warn!("DEV MODE: demo credentials are public; never use dev mode in production");
+    println!(
+        "\nportcullis dev mode (NOT for production)\n\
+         demo user:    {user} / {password}\n\
+         demo client:  {client} / {secret}\n\
+         admin client: {admin} / {admin_secret}\n\n\
+         get a token:\n  curl -s -u {client}:{secret} -d grant_type=password \
+         -d username={user} -d password={password} http://{addr}/oauth/token\n\
+         check it:\n  curl -i -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/check\n",
+        user = DEV.user,
+        password = DEV.password,
+        client = DEV.client_id,
+        secret = DEV.client_secret,
+        admin = DEV.admin_id,
+        admin_secret = DEV.admin_secret,
+    );
+}

@@ -1,0 +1,78 @@
+//! Every metric the node exports, declared in one place with its description.
+//!
+//! Labels come from closed sets (grant types, outcomes, endpoint patterns); never a
+//! token, jti, user name or address.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Tokens issued, by `grant`.
+pub const TOKENS_ISSUED: &str = "portcullis_tokens_issued_total";
+/// Token endpoint failures, by OAuth `error` code.
+pub const TOKEN_ERRORS: &str = "portcullis_token_errors_total";
+/// Access-token verifications, by `outcome` (`valid` or a rejection reason).
+pub const VERIFICATIONS: &str = "portcullis_verifications_total";
+/// Verification cache lookups, by `result` (`hit`, `miss`).
+pub const VERIFY_CACHE: &str = "portcullis_verify_cache_total";
+/// Entries in the verification cache.
+pub const VERIFY_CACHE_ENTRIES: &str = "portcullis_verify_cache_entries";
+/// Revocations made on this node, by `kind` and `reason`.
+pub const REVOCATIONS: &str = "portcullis_revocations_total";
+/// Refresh tokens presented a second time.
+pub const REFRESH_REUSE: &str = "portcullis_refresh_reuse_detected_total";
+/// Signing-key rotations.
+pub const KEY_ROTATIONS: &str = "portcullis_key_rotations_total";
+/// Live entries in the deny list.
+pub const DENY_LIST_ENTRIES: &str = "portcullis_deny_list_entries";
+/// HTTP request latency, by `endpoint` (route pattern) and `status` class.
+pub const HTTP_DURATION: &str = "portcullis_http_request_duration_seconds";
+/// Journal appends that failed (disk full, I/O error).
+pub const JOURNAL_FAILURES: &str = "portcullis_journal_write_failures_total";
+
+/// Latency buckets in seconds, from 50µs to 2.5s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+                .expect("bucket list is non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(TOKENS_ISSUED, "Tokens issued, by grant type");
+    describe_counter!(TOKEN_ERRORS, "Token endpoint errors, by OAuth error code");
+    describe_counter!(VERIFICATIONS, "Access-token verifications, by outcome");
+    describe_counter!(VERIFY_CACHE, "Verification cache lookups, by result");
+    describe_gauge!(VERIFY_CACHE_ENTRIES, "Tokens in the verification cache");
+    describe_counter!(
+        REVOCATIONS,
+        "Revocations made on this node, by kind and reason"
+    );
+    describe_counter!(REFRESH_REUSE, "Refresh tokens presented after being spent");
+    describe_counter!(KEY_ROTATIONS, "Signing-key rotations");
+    describe_gauge!(DENY_LIST_ENTRIES, "Live entries in the deny list");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by endpoint"
+    );
+    describe_counter!(JOURNAL_FAILURES, "Journal writes that failed");
+}
