@@ -188,11 +188,13 @@ impl VerifyView {
         self.keys.load_full()
     }
 
-    pub(crate) fn set_keys(&self, keys: KeySet) {
+    /// Replaces the trusted key set. The verifier actor is its only writer in a node.
+    pub fn set_keys(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));
     }
 
-    pub(crate) fn cache(&self) -> &VerifyCache {
+    /// The verification cache.
+    pub fn cache(&self) -> &VerifyCache {
         &self.cache
     }
 
