@@ -72,26 +72,39 @@ pub fn serve(node: Arc<Handles>) -> Result<(SocketAddr, Server), StartError> {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/oauth/token", web::post().to(oauth::token))
-        .route("/oauth/revoke", web::post().to(oauth::revoke))
-        .route("/oauth/introspect", web::post().to(oauth::introspect))
-        .route("/v1/check", web::get().to(gate::check))
-        .route("/v1/check/{path:.*}", web::route().to(gate::check))
-        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(ops::metadata),
+    cfg.service(endpoint("/oauth/token").route(web::post().to(oauth::token)))
+        .service(endpoint("/oauth/revoke").route(web::post().to(oauth::revoke)))
+        .service(endpoint("/oauth/introspect").route(web::post().to(oauth::introspect)))
+        .service(endpoint("/v1/check").route(web::get().to(gate::check)))
+        .service(endpoint("/v1/check/{path:.*}").route(web::route().to(gate::check)))
+        .service(endpoint("/.well-known/jwks.json").route(web::get().to(ops::jwks)))
+        .service(
+            endpoint("/.well-known/oauth-authorization-server").route(web::get().to(ops::metadata)),
         )
-        .route("/metrics", web::get().to(ops::metrics))
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
+        .service(endpoint("/metrics").route(web::get().to(ops::metrics)))
+        .service(endpoint("/healthz").route(web::get().to(ops::healthz)))
+        .service(endpoint("/readyz").route(web::get().to(ops::readyz)))
         .service(
             web::scope("/admin/v1")
-                .route("/revocations", web::post().to(admin::revoke))
-                .route("/revocations", web::get().to(admin::list_revocations))
-                .route("/keys", web::get().to(admin::keys))
-                .route("/keys/rotate", web::post().to(admin::rotate)),
+                .service(
+                    endpoint("/revocations")
+                        .route(web::post().to(admin::revoke))
+                        .route(web::get().to(admin::list_revocations)),
+                )
+                .service(endpoint("/keys").route(web::get().to(admin::keys)))
+                .service(endpoint("/keys/rotate").route(web::post().to(admin::rotate))),
         );
+}
+
+/// A resource that answers methods it does not route with a JSON 405.
+fn endpoint(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::bad_request(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not accept that method",
+        ))
+    }))
 }
 
 fn status_class(status: u16) -> &'static str {
