@@ -248,3 +248,25 @@ impl Handler<SpendRefresh> for Issuer {
         Ok(())
     }
 }
+
+/// Whether a refresh-token generation may still be spent (for introspection).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsUnspent {
+    /// Family id.
+    pub family: String,
+    /// Generation presented.
+    pub generation: u32,
+}
+
+impl Handler<IsUnspent> for Issuer {
+    type Result = bool;
+
+    fn handle(&mut self, msg: IsUnspent, _: &mut Self::Context) -> bool {
+        let expected = self
+            .families
+            .get(&msg.family)
+            .map_or(0, |f| f.next_generation);
+        msg.generation == expected
+    }
+}

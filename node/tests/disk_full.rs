@@ -21,7 +21,10 @@ impl TinyDisk {
             .arg(at)
             .status()
             .expect("mount runs");
-        assert!(status.success(), "mounting a tmpfs needs root; run the tests as root (CI does)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root; run the tests as root (CI does)"
+        );
         Self(at.to_owned())
     }
 
@@ -65,7 +68,11 @@ fn a_full_disk_refuses_revocations_instead_of_losing_them() {
 
     let refused = revoke(&node.base, &token);
     assert_error(refused, 503, "temporarily_unavailable", &token);
-    assert_eq!(check(&node.base, &token, &[]).status(), 200, "nothing half-applied");
+    assert_eq!(
+        check(&node.base, &token, &[]).status(),
+        200,
+        "nothing half-applied"
+    );
 
     std::fs::remove_file(filler).expect("free space");
     assert_eq!(revoke(&node.base, &token).status(), 200);
@@ -73,5 +80,9 @@ fn a_full_disk_refuses_revocations_instead_of_losing_them() {
 
     node.kill();
     let node = spawn_binary(&["serve", "--config", &config], Path::new("/"), &[]);
-    assert_eq!(check(&node.base, &token, &[]).status(), 401, "journal is intact after ENOSPC");
+    assert_eq!(
+        check(&node.base, &token, &[]).status(),
+        401,
+        "journal is intact after ENOSPC"
+    );
 }

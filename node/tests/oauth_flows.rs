@@ -397,6 +397,56 @@ fn introspection_reports_active_tokens_and_requires_client_authentication() {
 }
 
 #[test]
+fn refresh_tokens_are_introspectable_only_by_their_client_and_only_while_unspent() {
+    let node = TestNode::start();
+    let refresh = alice_tokens(&node.base, None)["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    let introspect = |client: (&str, &str)| -> Value {
+        http()
+            .post(node.url("/oauth/introspect"))
+            .basic_auth(client.0, Some(client.1))
+            .form(&[("token", refresh.as_str())])
+            .send()
+            .expect("sent")
+            .json()
+            .expect("json")
+    };
+    let own = introspect(WEB);
+    assert_eq!(own["active"], true);
+    assert_eq!(own["token_type"], "refresh_token");
+    assert_eq!(introspect(OTHER)["active"], false);
+    token_ok(
+        &node.base,
+        WEB,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    );
+    assert_eq!(
+        introspect(WEB)["active"],
+        false,
+        "a spent generation is no longer active"
+    );
+}
+
+#[test]
+fn a_client_without_the_refresh_grant_gets_no_refresh_token() {
+    let node = TestNode::start();
+    let body = token_ok(
+        &node.base,
+        ("legacy", "legacy-secret"),
+        &[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "bob-password"),
+        ],
+    );
+    assert!(body["refresh_token"].is_null(), "{body}");
+    let (_, claims) = decode_jwt(body["access_token"].as_str().expect("token"));
+    assert!(claims["sid"].is_null(), "no family without a refresh token");
+}
+
+#[test]
 fn discovery_documents_list_every_endpoint_and_eddsa() {
     let node = TestNode::start();
     let jwks = http()

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::form::{authenticate_client, Form};
 use crate::config::{Client, Grant};
 use crate::grants::{client_allowance, narrows, resolve, user_allowance};
-use crate::issuer::SpendRefresh;
+use crate::issuer::{IsUnspent, SpendRefresh};
 use crate::journal::Record;
 use crate::metrics as m;
 use crate::node::Handles;
@@ -19,7 +19,7 @@ use crate::revocation::{Reason, Revocation, Target};
 use crate::secrets::{random_id, verify_password};
 use crate::store::Append;
 use crate::tokens::{self, FamilyLink};
-use crate::verifier::RefreshToken;
+use crate::verifier::{RefreshToken, Rejection};
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Serialize)]
@@ -121,6 +121,9 @@ async fn password(
         client_id: client.id.clone(),
         scope,
     };
+    if !client.grants.contains(&Grant::RefreshToken) {
+        return Ok(issue(node, &grant, None));
+    }
     let family = random_id();
     let now = node.clock.now_secs();
     let family_expires = now + node.config.tokens.family_lifetime.as_secs();
@@ -334,15 +337,17 @@ pub async fn revoke(
         .finish())
 }
 
-/// `POST /oauth/introspect` (RFC 7662).
+/// `POST /oauth/introspect` (RFC 7662). Refresh tokens are reported only to the client
+/// they were issued to, and only while their generation is unspent.
 pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
     node: web::Data<Handles>,
 ) -> Result<HttpResponse, ApiError> {
     let form = Form::read(&req, payload).await?;
-    authenticate_client(&req, &form, &node.config)?;
+    let client = authenticate_client(&req, &form, &node.config)?;
     let presented = form.require("token")?;
+    let inactive = serde_json::json!({ "active": false });
     let body = match node.view.verify_access(presented) {
         Ok(at) => serde_json::json!({
             "active": true,
@@ -356,12 +361,36 @@ pub async fn introspect(
             "iat": at.issued_at,
             "jti": at.jti,
         }),
+        Err(Rejection::WrongType) => match node.view.verify_refresh(presented) {
+            Ok(rt) if rt.extra.client_id == client.id && unspent(&node, &rt).await => {
+                serde_json::json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "scope": rt.extra.scope,
+                    "client_id": rt.extra.client_id,
+                    "sub": rt.subject,
+                    "iss": node.config.issuer,
+                    "exp": rt.expires_at,
+                    "iat": rt.issued_at,
+                    "jti": rt.jti,
+                })
+            }
+            _ => inactive,
+        },
         Err(rejection) => {
             metrics::counter!(m::VERIFICATIONS, "outcome" => rejection.label()).increment(1);
-            serde_json::json!({ "active": false })
+            inactive
         }
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))
+}
+
+async fn unspent(node: &Handles, token: &RefreshToken) -> bool {
+    let query = IsUnspent {
+        family: token.extra.fam.clone(),
+        generation: token.extra.gen,
+    };
+    node.issuer.send(query).await.unwrap_or(false)
 }

@@ -89,6 +89,13 @@ scopes = ["read"]
 default_scopes = ["read"]
 
 [[clients]]
+id = "legacy"
+secret_hash = "{legacy}"
+grants = ["password"]
+scopes = ["read"]
+default_scopes = ["read"]
+
+[[clients]]
 id = "ops"
 secret_hash = "{ops}"
 grants = ["client_credentials"]
@@ -108,6 +115,7 @@ scopes = ["portcullis:admin"]
         web = secret("web-secret"),
         other = secret("other-secret"),
         ops = secret("ops-secret"),
+        legacy = secret("legacy-secret"),
     )
 }
 
