@@ -3,12 +3,14 @@
 //! It runs on its own arbiter thread because `fsync` blocks; nothing else waits on that
 //! thread. A revocation is acknowledged to a client only after [`Append`] returns `Ok`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::clock::SharedClock;
 use crate::journal::{Journal, Record};
+use crate::revocation::Revocation;
 
 /// How often the journal is checked for compaction.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
@@ -20,40 +22,80 @@ const COMPACT_MIN_DEAD: usize = 1024;
 #[error("journal write failed: {0}")]
 pub struct StoreError(#[from] std::io::Error);
 
-/// Owns the journal file and the live records it holds.
+/// Owns the journal file and the live state it holds.
 pub struct Store {
     journal: Journal,
-    live: Vec<Record>,
+    /// Live revocations, in journal order.
+    revocations: Vec<Revocation>,
+    /// Per refresh family, the highest spent generation and the family's end (Unix ms).
+    /// Only the latest record per family is live; earlier ones are dead weight.
+    spent: HashMap<String, (u32, u64)>,
+    /// Records in the file that compaction would drop.
     dead: usize,
     clock: SharedClock,
 }
 
 impl Store {
     /// A store over an opened journal and the records replayed from it.
-    pub fn new(journal: Journal, live: Vec<Record>, clock: SharedClock) -> Self {
-        Self {
+    pub fn new(journal: Journal, replayed: Vec<Record>, clock: SharedClock) -> Self {
+        let mut store = Self {
             journal,
-            live,
+            revocations: Vec::new(),
+            spent: HashMap::new(),
             dead: 0,
             clock,
+        };
+        store.absorb(replayed);
+        store
+    }
+
+    fn absorb(&mut self, records: Vec<Record>) {
+        for record in records {
+            match record {
+                Record::Revoke(entry) => self.revocations.push(entry),
+                Record::RefreshUsed {
+                    family,
+                    generation,
+                    expires_ms,
+                } => {
+                    let previous = self.spent.insert(family, (generation, expires_ms));
+                    if let Some((older, _)) = previous {
+                        self.dead += 1;
+                        if older > generation {
+                            tracing::warn!("refresh generations recorded out of order");
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    fn live(&self) -> Vec<Record> {
+        let revocations = self.revocations.iter().cloned().map(Record::Revoke);
+        let spent = self
+            .spent
+            .iter()
+            .map(|(family, &(generation, expires_ms))| Record::RefreshUsed {
+                family: family.clone(),
+                generation,
+                expires_ms,
+            });
+        revocations.chain(spent).collect()
     }
 
     fn maybe_compact(&mut self) {
         let now = self.clock.now_ms();
-        let before = self.live.len();
-        self.live.retain(|r| r.expires_ms() > now);
-        self.dead += before - self.live.len();
-        if self.dead < COMPACT_MIN_DEAD.max(self.live.len()) {
+        let before = self.revocations.len() + self.spent.len();
+        self.revocations.retain(|r| r.expires_ms > now);
+        self.spent.retain(|_, (_, expires_ms)| *expires_ms > now);
+        let live = self.revocations.len() + self.spent.len();
+        self.dead += before - live;
+        if self.dead < COMPACT_MIN_DEAD.max(live) {
             return;
         }
-        match self.journal.compact(&self.live) {
+        match self.journal.compact(&self.live()) {
             Ok(()) => {
-                tracing::info!(
-                    live = self.live.len(),
-                    dropped = self.dead,
-                    "journal compacted"
-                );
+                tracing::info!(live, dropped = self.dead, "journal compacted");
                 self.dead = 0;
             }
             Err(error) => tracing::error!(%error, "journal compaction failed; will retry"),
@@ -81,7 +123,7 @@ impl Handler<Append> for Store {
         self.journal.append(&msg.0).inspect_err(|error| {
             tracing::error!(%error, "journal append failed; request refused");
         })?;
-        self.live.extend(msg.0);
+        self.absorb(msg.0);
         Ok(())
     }
 }
@@ -97,5 +139,52 @@ impl Handler<CompactNow> for Store {
     fn handle(&mut self, _: CompactNow, _: &mut Self::Context) -> u64 {
         self.maybe_compact();
         self.journal.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::revocation::{Reason, Target};
+
+    fn spent(generation: u32) -> Record {
+        Record::RefreshUsed {
+            family: "fam".into(),
+            generation,
+            expires_ms: 10_000,
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_generation_and_unexpired_revocations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(0);
+        let (journal, _) = Journal::open(dir.path()).expect("open");
+        let mut store = Store::new(journal, Vec::new(), Arc::new(clock.clone()));
+        let revocation = |jti: &str, expires_ms| {
+            Record::Revoke(Revocation {
+                target: Target::Token { jti: jti.into() },
+                reason: Reason::Admin,
+                created_ms: 0,
+                expires_ms,
+            })
+        };
+        let mut records: Vec<Record> = (0..=COMPACT_MIN_DEAD as u32).map(spent).collect();
+        records.push(revocation("short", 500));
+        records.push(revocation("long", 50_000));
+        store.journal.append(&records).expect("append");
+        store.absorb(records);
+
+        clock.advance(std::time::Duration::from_millis(1_000));
+        store.maybe_compact();
+        drop(store);
+        let (_, replayed) = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(
+            replayed,
+            [revocation("long", 50_000), spent(COMPACT_MIN_DEAD as u32)]
+        );
     }
 }

@@ -310,8 +310,14 @@ pub fn spawn_binary(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Process 
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = command.spawn().expect("binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
+    let child = command.spawn().expect("binary starts");
+    // Owned by `Process` from here, so a failed start is still killed and reaped.
+    let mut process = Process {
+        child,
+        base: String::new(),
+        stdout: Vec::new(),
+    };
+    let stdout = process.child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -320,25 +326,18 @@ pub fn spawn_binary(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Process 
             }
         }
     });
-    let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    while process.base.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx
             .recv_timeout(left)
             .expect("node printed its listening line in time");
-        let addr = line
-            .strip_prefix("portcullis: listening on ")
-            .map(str::to_owned);
-        lines.push(line);
-        if let Some(addr) = addr {
-            return Process {
-                child,
-                base: addr,
-                stdout: lines,
-            };
+        if let Some(addr) = line.strip_prefix("portcullis: listening on ") {
+            process.base = addr.to_owned();
         }
+        process.stdout.push(line);
     }
+    process
 }
 
 impl Process {
