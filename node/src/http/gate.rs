@@ -191,6 +191,47 @@ mod tests {
         }
     }
 
+    fn config_trusting(proxies: &[&str]) -> Config {
+        let mut config = Config::from_table(
+            toml::from_str("issuer = \"http://x\"\naudiences = [\"a\"]\ndata_dir = \"/d\"")
+                .expect("valid toml"),
+            crate::config::Mode::Production,
+            std::iter::empty(),
+        )
+        .expect("valid config");
+        config.trusted_proxies = proxies.iter().map(|p| p.parse().expect("cidr")).collect();
+        config
+    }
+
+    fn ip_of(peer: &str, xff: Option<&str>, config: &Config) -> Option<IpAddr> {
+        let mut req =
+            actix_web::test::TestRequest::default().peer_addr(peer.parse().expect("addr"));
+        if let Some(xff) = xff {
+            req = req.insert_header(("x-forwarded-for", xff));
+        }
+        client_ip(&req.to_http_request(), config)
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let config = config_trusting(&["10.0.0.0/8"]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            ip_of("203.0.113.9:1", Some("1.2.3.4"), &config),
+            ip("203.0.113.9")
+        );
+        assert_eq!(ip_of("10.0.0.2:1", Some("1.2.3.4"), &config), ip("1.2.3.4"));
+        assert_eq!(
+            ip_of("10.0.0.2:1", Some("6.6.6.6, 1.2.3.4, 10.0.0.7"), &config),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            ip_of("10.0.0.2:1", Some("garbage"), &config),
+            ip("10.0.0.2")
+        );
+        assert_eq!(ip_of("10.0.0.2:1", None, &config), ip("10.0.0.2"));
+    }
+
     #[test]
     fn longest_prefix_on_a_segment_boundary_wins() {
         let rules = [

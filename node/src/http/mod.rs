@@ -75,7 +75,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/oauth/token").route(web::post().to(oauth::token)))
         .service(endpoint("/oauth/revoke").route(web::post().to(oauth::revoke)))
         .service(endpoint("/oauth/introspect").route(web::post().to(oauth::introspect)))
-        .service(endpoint("/v1/check").route(web::get().to(gate::check)))
+        .service(endpoint("/v1/check").route(web::route().to(gate::check)))
         .service(endpoint("/v1/check/{path:.*}").route(web::route().to(gate::check)))
         .service(endpoint("/.well-known/jwks.json").route(web::get().to(ops::jwks)))
         .service(
