@@ -270,3 +270,25 @@ impl Handler<IsUnspent> for Issuer {
         msg.generation == expected
     }
 }
+
+/// Undo a spend whose record could not be made durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unspend {
+    /// Family id.
+    pub family: String,
+    /// The generation that was spent.
+    pub generation: u32,
+}
+
+impl Handler<Unspend> for Issuer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unspend, _: &mut Self::Context) {
+        if let Some(state) = self.families.get_mut(&msg.family) {
+            if state.next_generation == msg.generation + 1 {
+                state.next_generation = msg.generation;
+            }
+        }
+    }
+}

@@ -69,7 +69,14 @@ impl Journal {
             .open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (records, good_len) = decode_all(&bytes);
+        let (records, good_len, skipped) = decode_all(&bytes)?;
+        if skipped > 0 {
+            tracing::error!(
+                path = %path.display(),
+                skipped,
+                "journal has corrupt records (checksum mismatch); they were skipped"
+            );
+        }
         if good_len < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -147,31 +154,60 @@ fn encode_into(record: &Record, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&payload);
 }
 
-/// Decodes records until the first damaged one; returns them and the intact length.
-fn decode_all(bytes: &[u8]) -> (Vec<Record>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0;
-    while let Some((record, used)) = decode_one(&bytes[pos..]) {
-        records.push(record);
-        pos += used;
-    }
-    (records, pos)
+/// What is wrong with the bytes at some offset of the journal.
+enum Damage {
+    /// A record is complete (its length fits in the file) but fails its checksum or
+    /// does not decode: bit rot. It is skipped; the records after it are intact.
+    Corrupt(usize),
+    /// The file ends inside a record: a write torn by a crash. Never acknowledged.
+    Torn,
 }
 
-fn decode_one(bytes: &[u8]) -> Option<(Record, usize)> {
-    let header = bytes.get(..HEADER)?;
-    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    if len > MAX_RECORD {
-        return None;
+/// Decodes every intact record. Returns them, the length up to which the file is sound
+/// (anything after is a torn tail), and how many corrupt records were skipped. A bad
+/// length field with more than one record's worth of data after it cannot be a torn
+/// write; that is refused rather than truncated.
+fn decode_all(bytes: &[u8]) -> io::Result<(Vec<Record>, usize, usize)> {
+    let (mut records, mut pos, mut skipped) = (Vec::new(), 0, 0);
+    while pos < bytes.len() {
+        match decode_one(&bytes[pos..]) {
+            Ok((record, used)) => {
+                records.push(record);
+                pos += used;
+            }
+            Err(Damage::Corrupt(used)) => {
+                skipped += 1;
+                pos += used;
+            }
+            Err(Damage::Torn) if bytes.len() - pos <= HEADER + MAX_RECORD => break,
+            Err(Damage::Torn) => return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "journal is damaged at byte {pos} with data after it; restore it from backup"
+                ),
+            )),
+        }
     }
-    let payload = bytes.get(HEADER..HEADER + len)?;
+    Ok((records, pos, skipped))
+}
+
+fn decode_one(bytes: &[u8]) -> Result<(Record, usize), Damage> {
+    let header = bytes.get(..HEADER).ok_or(Damage::Torn)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_RECORD {
+        return Err(Damage::Torn);
+    }
+    let payload = bytes.get(HEADER..HEADER + len).ok_or(Damage::Torn)?;
+    let used = HEADER + len;
     if crc32fast::hash(payload) != crc {
-        return None;
+        return Err(Damage::Corrupt(used));
     }
     let config = bincode::config::standard().with_limit::<MAX_RECORD>();
-    let (record, used) = bincode::serde::decode_from_slice(payload, config).ok()?;
-    (used == len).then_some((record, HEADER + len))
+    match bincode::serde::decode_from_slice(payload, config) {
+        Ok((record, read)) if read == len => Ok((record, used)),
+        _ => Err(Damage::Corrupt(used)),
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +257,45 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_bit_stops_the_replay_there() {
+    fn a_corrupt_record_in_the_middle_is_skipped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, _) = Journal::open(dir.path()).expect("open");
+        journal
+            .append(&[revoke("a"), revoke("b"), revoke("c")])
+            .expect("append");
+        drop(journal);
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let mut one = Vec::new();
+        encode_into(&revoke("a"), &mut one);
+        bytes[one.len() + HEADER + 2] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, records) = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(records, [revoke("a"), revoke("c")]);
+        assert_eq!(
+            std::fs::read(&path).expect("read").len(),
+            bytes.len(),
+            "nothing truncated"
+        );
+    }
+
+    #[test]
+    fn a_damaged_length_with_data_after_it_is_refused_not_truncated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, _) = Journal::open(dir.path()).expect("open");
+        let many: Vec<Record> = (0..4000).map(|i| revoke(&format!("jti-{i}"))).collect();
+        journal.append(&many).expect("append");
+        drop(journal);
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[3] = 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(Journal::open(dir.path()).is_err());
+        assert_eq!(std::fs::read(&path).expect("read").len(), bytes.len());
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_last_record_loses_only_that_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut journal, _) = Journal::open(dir.path()).expect("open");
         journal.append(&[revoke("a"), revoke("b")]).expect("append");

@@ -59,10 +59,7 @@ impl Handles {
         let records = entries.iter().cloned().map(Record::Revoke).collect();
         match self.store.send(Append(records)).await {
             Ok(Ok(())) => {}
-            _ => {
-                metrics::counter!(m::JOURNAL_FAILURES).increment(1);
-                return Err(NotDurable);
-            }
+            _ => return Err(NotDurable),
         }
         for entry in &entries {
             let labels = [
@@ -76,6 +73,13 @@ impl Handles {
             .await
             .map_err(|_| NotDurable)?;
         Ok(())
+    }
+
+    /// Until when state about a refresh family ending at `family_expires_secs` must be
+    /// kept: its last access token may be minted just before the end and live on.
+    pub fn family_retention_ms(&self, family_expires_secs: u64) -> u64 {
+        let tail = self.config.tokens.access_lifetime + self.config.tokens.leeway;
+        family_expires_secs * 1000 + tail.as_millis() as u64
     }
 
     /// Until when a revocation of everything issued now must be kept.

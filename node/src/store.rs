@@ -121,6 +121,7 @@ impl Handler<Append> for Store {
 
     fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
         self.journal.append(&msg.0).inspect_err(|error| {
+            metrics::counter!(crate::metrics::JOURNAL_FAILURES).increment(1);
             tracing::error!(%error, "journal append failed; request refused");
         })?;
         self.absorb(msg.0);

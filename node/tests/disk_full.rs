@@ -1,5 +1,5 @@
-//! A revocation that cannot be made durable is refused, not acknowledged; once space
-//! returns, revocations are durable again. Mounts a tiny tmpfs, so it runs as root
+//! A revocation or refresh that cannot be made durable is refused, not acknowledged;
+//! once space returns, both work again. Mounts a tiny tmpfs, so it runs as root
 //! (CI does).
 
 mod common;
@@ -64,7 +64,16 @@ fn a_full_disk_refuses_revocations_instead_of_losing_them() {
 
     let token = token_ok(&node.base, WEB, &[("grant_type", "client_credentials")]);
     let token = token["access_token"].as_str().expect("token").to_owned();
+    let pair = alice_tokens(&node.base, None);
+    let refresh = pair["refresh_token"].as_str().expect("refresh").to_owned();
     let filler = disk.fill();
+
+    let refreshed = token_request(
+        &node.base,
+        WEB,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    );
+    assert_error(refreshed, 503, "temporarily_unavailable", &refresh);
 
     let refused = revoke(&node.base, &token);
     assert_error(refused, 503, "temporarily_unavailable", &token);
@@ -75,6 +84,12 @@ fn a_full_disk_refuses_revocations_instead_of_losing_them() {
     );
 
     std::fs::remove_file(filler).expect("free space");
+    // The refresh that could not be recorded was not spent: retrying is not reuse.
+    token_ok(
+        &node.base,
+        WEB,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    );
     assert_eq!(revoke(&node.base, &token).status(), 200);
     assert_eq!(check(&node.base, &token, &[]).status(), 401);
 

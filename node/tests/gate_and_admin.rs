@@ -101,6 +101,12 @@ fn the_admin_api_requires_a_token_with_the_admin_scope() {
     let node = TestNode::start();
     let anonymous = http().get(node.url("/admin/v1/keys")).send().expect("sent");
     assert_error(anonymous, 401, "invalid_token", "");
+    let anonymous_post = http()
+        .post(node.url("/admin/v1/revocations"))
+        .body("{garbage")
+        .send()
+        .expect("sent");
+    assert_error(anonymous_post, 401, "invalid_token", "");
     let user = alice(&node, "read");
     let response = http()
         .get(node.url("/admin/v1/keys"))

@@ -104,13 +104,14 @@ fn authorize(req: &HttpRequest, node: &Handles) -> Result<(), ApiError> {
 /// `POST /admin/v1/revocations`.
 pub async fn revoke(
     req: HttpRequest,
-    body: web::Json<RevokeRequest>,
+    body: web::Bytes,
     node: web::Data<Handles>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &node)?;
+    let body: RevokeRequest = parse_json(&req, &body)?;
     let now_ms = node.clock.now_ms();
     let before = node.clock.now_secs();
-    let target = match body.into_inner() {
+    let target = match body {
         RevokeRequest::Token { jti } => Target::Token { jti: checked(jti)? },
         RevokeRequest::Subject { subject } => Target::Subject {
             subject: checked(subject)?,
@@ -135,6 +136,36 @@ pub async fn revoke(
         .await
         .map_err(|_| ApiError::Unavailable)?;
     Ok(HttpResponse::Created().json(RevocationView::from(&entry)))
+}
+
+/// Parses a JSON body once the caller is known to be an admin.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
+    if !is_json {
+        return Err(ApiError::bad_request(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "content type must be application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("invalid JSON body: {e}"),
+        )
+    })
 }
 
 fn checked(id: String) -> Result<String, ApiError> {

@@ -32,7 +32,7 @@ use self::error::ApiError;
 use crate::metrics as m;
 use crate::node::{Handles, StartError};
 
-/// Largest JSON body the admin API accepts.
+/// Largest body the admin API accepts.
 const MAX_JSON_BYTES: usize = 16 * 1024;
 
 /// Binds the listen address and builds the server (not yet polled).
@@ -46,7 +46,7 @@ pub fn serve(node: Arc<Handles>) -> Result<(SocketAddr, Server), StartError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(json_config())
+            .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
             .wrap(error_bodies())
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service;
@@ -114,27 +114,6 @@ fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         _ => "5xx",
     }
-}
-
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_JSON_BYTES)
-        .error_handler(|err, _| {
-            use actix_web::error::JsonPayloadError as E;
-            let (status, description) = match &err {
-                E::OverflowKnownLength { .. } | E::Overflow { .. } => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds {MAX_JSON_BYTES} bytes"),
-                ),
-                E::ContentType => (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "content type must be application/json".into(),
-                ),
-                E::Deserialize(e) => (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
-                _ => (StatusCode::BAD_REQUEST, "unreadable JSON body".into()),
-            };
-            ApiError::bad_request(status, "invalid_request", description).into()
-        })
 }
 
 /// Responses the framework produces on its own (404, 405, 413 …) get JSON bodies too.

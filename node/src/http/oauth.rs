@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::form::{authenticate_client, Form};
 use crate::config::{Client, Grant};
 use crate::grants::{client_allowance, narrows, resolve, user_allowance};
-use crate::issuer::{IsUnspent, SpendRefresh};
+use crate::issuer::{IsUnspent, SpendRefresh, Unspend};
 use crate::journal::Record;
 use crate::metrics as m;
 use crate::node::Handles;
@@ -189,7 +189,7 @@ async fn refresh(
 
 /// Spends the presented generation durably; a second presentation revokes the family.
 async fn spend(node: &Handles, token: &RefreshToken) -> Result<(), ApiError> {
-    let expires_ms = token.extra.fexp * 1000;
+    let expires_ms = node.family_retention_ms(token.extra.fexp);
     let family = token.extra.fam.clone();
     let spend = SpendRefresh {
         family: family.clone(),
@@ -218,14 +218,19 @@ async fn spend(node: &Handles, token: &RefreshToken) -> Result<(), ApiError> {
             "refresh token was already used; the whole session has been revoked",
         ));
     }
+    let generation = token.extra.gen;
     let record = Record::RefreshUsed {
-        family,
-        generation: token.extra.gen,
+        family: family.clone(),
+        generation,
         expires_ms,
     };
     match node.store.send(Append(vec![record])).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(ApiError::Unavailable),
+        _ => {
+            // Not durable, so not spent: the client may retry without being taken for a thief.
+            node.issuer.do_send(Unspend { family, generation });
+            Err(ApiError::Unavailable)
+        }
     }
 }
 
@@ -302,7 +307,7 @@ pub async fn revoke(
         };
         (
             rt.extra.client_id.clone(),
-            (target, rt.extra.fexp * 1000 + leeway_ms),
+            (target, node.family_retention_ms(rt.extra.fexp)),
         )
     } else if let Ok(at) = node.view.verify_access(presented) {
         let target = Target::Token {
