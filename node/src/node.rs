@@ -128,26 +128,12 @@ pub struct RunningNode {
 
 /// Starts a node. Must be called from within an actix system.
 pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, StartError> {
-    let dir = config.data_dir.clone();
-    ensure_private_dir(&dir).map_err(|source| StartError::DataDir {
-        path: dir.clone(),
-        source,
-    })?;
+    let Recovered {
+        journal,
+        records,
+        ring,
+    } = recover(&config, clock.now_ms())?;
     let now = clock.now_ms();
-    let (journal, records) = Journal::open(&dir).map_err(StartError::Journal)?;
-    let records: Vec<Record> = records
-        .into_iter()
-        .filter(|r| r.expires_ms() > now)
-        .collect();
-    let ring = KeyRing::load_or_create(&dir, now)?;
-    tracing::info!(
-        data_dir = %dir.display(),
-        records = records.len(),
-        keys = ring.live(now).count(),
-        "state recovered"
-    );
-
-    let metrics = m::install();
     let view = Arc::new(VerifyView::new(
         &config.issuer,
         &config.audiences,
@@ -160,15 +146,16 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
             view.deny.insert(entry.clone());
         }
     }
+
+    // Actors: the verifier publishes keys at once, the store gets a thread of its own.
     let signer =
         Issuer::signer_for(&ring, now).expect("a loaded key ring always has a signing key");
     let signer: SignerSlot = Arc::new(ArcSwap::from_pointee(signer));
     let verifier =
         Verifier::new(view.clone(), Issuer::published(&ring, now), clock.clone()).start();
-    let schedule = schedule(&config);
     let issuer = Issuer::new(
         ring,
-        schedule,
+        schedule(&config),
         &records,
         signer.clone(),
         verifier.clone(),
@@ -186,7 +173,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         issuer,
         store,
         verifier,
-        metrics,
+        metrics: m::install(),
         ready: AtomicBool::new(true),
     });
     let (addr, server) = crate::http::serve(handles.clone())?;
@@ -194,6 +181,40 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         addr,
         handles,
         server,
+    })
+}
+
+/// What a node finds in its data directory.
+struct Recovered {
+    journal: Journal,
+    /// Journal records that have not expired.
+    records: Vec<Record>,
+    ring: KeyRing,
+}
+
+/// Opens the data directory: secures it, replays the journal, loads (or creates) keys.
+fn recover(config: &Config, now: u64) -> Result<Recovered, StartError> {
+    let dir = &config.data_dir;
+    ensure_private_dir(dir).map_err(|source| StartError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let (journal, records) = Journal::open(dir).map_err(StartError::Journal)?;
+    let records: Vec<Record> = records
+        .into_iter()
+        .filter(|r| r.expires_ms() > now)
+        .collect();
+    let ring = KeyRing::load_or_create(dir, now)?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        records = records.len(),
+        keys = ring.live(now).count(),
+        "state recovered"
+    );
+    Ok(Recovered {
+        journal,
+        records,
+        ring,
     })
 }
 
