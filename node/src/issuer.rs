@@ -31,7 +31,7 @@ pub type SignerSlot = Arc<ArcSwap<Signer>>;
 struct FamilyState {
     /// The only generation that may be spent next.
     next_generation: u32,
-    /// When the family ends, Unix ms; the state is dropped then.
+    /// When the state can be dropped, Unix ms (family end plus its last token's life).
     expires_ms: u64,
 }
 
@@ -224,7 +224,7 @@ pub struct SpendRefresh {
     pub family: String,
     /// Generation presented.
     pub generation: u32,
-    /// Family end, Unix ms.
+    /// When the family's state can be forgotten, Unix ms.
     pub expires_ms: u64,
 }
 

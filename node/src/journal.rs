@@ -2,7 +2,8 @@
 //!
 //! Each record is framed as `[len: u32 LE][crc32: u32 LE][bincode payload]` and is
 //! fsynced before [`Journal::append`] returns, so an acknowledged revocation survives a
-//! crash. On open, a torn or corrupt tail (a crash mid-write) is cut off. A failed
+//! crash. On open, a torn tail (a crash mid-write) is cut off, and a complete record
+//! that fails its checksum is skipped while the records after it are kept. A failed
 //! append (disk full) is rolled back so later appends never land behind garbage.
 //! [`Journal::compact`] rewrites the file with only the live records.
 
@@ -33,7 +34,8 @@ pub enum Record {
         family: String,
         /// The generation that was spent.
         generation: u32,
-        /// When the family expires, Unix milliseconds.
+        /// When the record can be forgotten, Unix ms: the family's end plus the life of
+        /// its last access token (`Handles::family_retention_ms`).
         expires_ms: u64,
     },
 }
@@ -74,7 +76,7 @@ impl Journal {
             tracing::error!(
                 path = %path.display(),
                 skipped,
-                "journal has corrupt records (checksum mismatch); they were skipped"
+                "journal has corrupt records (bad checksum or encoding); they were skipped"
             );
         }
         if good_len < bytes.len() {
@@ -180,12 +182,14 @@ fn decode_all(bytes: &[u8]) -> io::Result<(Vec<Record>, usize, usize)> {
                 pos += used;
             }
             Err(Damage::Torn) if bytes.len() - pos <= HEADER + MAX_RECORD => break,
-            Err(Damage::Torn) => return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
+            Err(Damage::Torn) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
                     "journal is damaged at byte {pos} with data after it; restore it from backup"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok((records, pos, skipped))

@@ -532,3 +532,37 @@ fn health_readiness_and_metrics_answer() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_family_cannot_be_refreshed_past_its_absolute_lifetime() {
+    let node = TestNode::start();
+    let mut refresh = alice_tokens(&node.base, None)["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    // family_lifetime is 1 day; refresh_lifetime 1 hour: keep refreshing within the hour.
+    for _ in 0..24 {
+        node.clock.advance(std::time::Duration::from_secs(3590));
+        let body = token_ok(
+            &node.base,
+            WEB,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        );
+        refresh = body["refresh_token"].as_str().expect("rt").to_owned();
+    }
+    // 86,160 s in; the last refresh token expires with the family at 86,400 s. Ten seconds
+    // later it still verifies within the 30 s leeway, but the family has ended.
+    node.clock.advance(std::time::Duration::from_secs(250));
+    let late = token_request(
+        &node.base,
+        WEB,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    );
+    let body = assert_error(late, 400, "invalid_grant", &refresh);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("maximum lifetime")),
+        "{body}"
+    );
+}

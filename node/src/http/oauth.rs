@@ -142,6 +142,13 @@ async fn refresh(
         .view
         .verify_refresh(presented)
         .map_err(|r| ApiError::oauth("invalid_grant", format!("refresh token rejected: {r}")))?;
+    if node.clock.now_secs() > token.extra.fexp {
+        // No leeway past the family's end: its last access token must be minted by then.
+        return Err(ApiError::oauth(
+            "invalid_grant",
+            "the session has reached its maximum lifetime",
+        ));
+    }
     if token.extra.client_id != client.id {
         return Err(ApiError::oauth(
             "invalid_grant",
