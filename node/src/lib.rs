@@ -13,6 +13,7 @@
 //! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described).
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fsutil;
 pub mod grants;

@@ -30,6 +30,13 @@ pub const HTTP_DURATION: &str = "portcullis_http_request_duration_seconds";
 /// Journal appends that failed (disk full, I/O error).
 pub const JOURNAL_FAILURES: &str = "portcullis_journal_write_failures_total";
 
+/// Gossip datagrams sent and received, by `direction`.
+pub const GOSSIP_DATAGRAMS: &str = "portcullis_gossip_datagrams_total";
+/// Gossip bytes sent and received, by `direction`.
+pub const GOSSIP_BYTES: &str = "portcullis_gossip_bytes_total";
+/// Gossip datagrams dropped, by `reason` (malformed, bad_mac, stale, replayed, undecodable).
+pub const GOSSIP_REJECTED: &str = "portcullis_gossip_rejected_total";
+
 /// Latency buckets in seconds, from 50µs to 2.5s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -75,4 +82,7 @@ fn describe() {
         "HTTP request latency by endpoint"
     );
     describe_counter!(JOURNAL_FAILURES, "Journal writes that failed");
+    describe_counter!(GOSSIP_DATAGRAMS, "Gossip datagrams, by direction");
+    describe_counter!(GOSSIP_BYTES, "Gossip bytes on the wire, by direction");
+    describe_counter!(GOSSIP_REJECTED, "Gossip datagrams dropped, by reason");
 }
