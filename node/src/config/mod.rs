@@ -5,6 +5,7 @@
 //! the node refuses to start if there is any. Defaults sit beside the code that reads
 //! them; see `docs/operations.md` for the full list.
 
+mod cluster;
 mod dev;
 mod env;
 mod reader;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Table;
 
+pub use cluster::{ClusterSettings, DEV_SECRET};
 pub use dev::{DevCredentials, DEV};
 use reader::Reader;
 pub use reader::{parse_duration, Problem};
@@ -173,6 +175,8 @@ pub struct Config {
     pub verify_cache_entries: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Cluster membership; `None` runs a single node.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Every problem found, for the operator to fix in one go.
@@ -312,6 +316,9 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
     let clients = r.table_array("clients", read_client);
     let routes = r.table_array("routes", read_route);
     let verify_cache_entries = r.count("verify_cache_entries", DEFAULT_VERIFY_CACHE_ENTRIES);
+    let cluster = r
+        .has("cluster")
+        .then(|| r.section("cluster", |c| cluster::read_cluster(c, mode, listen)));
     let workers = r.count("workers", 0);
 
     check_unique(&mut r, "users", users.iter().map(|u| u.name.as_str()));
@@ -342,6 +349,7 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
         routes,
         verify_cache_entries: verify_cache_entries as usize,
         workers: workers as usize,
+        cluster,
     }
 }
 

@@ -49,6 +49,12 @@ impl<'p> Reader<'p> {
         }
     }
 
+    /// Whether a problem was already recorded for `key`.
+    pub fn problems_for(&self, key: &str) -> bool {
+        let path = self.path(key);
+        self.problems.iter().any(|p| p.key == path)
+    }
+
     /// Records a problem with `key`.
     pub fn problem(&mut self, key: &str, message: impl Into<String>) {
         let key = self.path(key);
@@ -56,6 +62,11 @@ impl<'p> Reader<'p> {
             key,
             message: message.into(),
         });
+    }
+
+    /// Whether `key` is present (and not yet read).
+    pub fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {

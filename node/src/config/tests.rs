@@ -131,3 +131,50 @@ fn production_requires_an_issuer_but_dev_derives_one() {
     assert_eq!(dev.issuer, "http://127.0.0.1:8080");
     assert!(dev.admin_clients.contains("demo-admin"));
 }
+
+#[test]
+fn a_cluster_outside_dev_mode_needs_a_long_secret() {
+    let with = |section: &str| load(&format!("{}\n[cluster]\n{section}", minimal()), &[]);
+    let Err(ConfigError(problems)) = with("gossip_listen = \"127.0.0.1:7946\"") else {
+        panic!("a cluster without a secret should be refused");
+    };
+    assert_eq!(problems[0].key, "cluster.secret");
+    let Err(ConfigError(problems)) = with("gossip_listen = \"127.0.0.1:7946\"\nsecret = \"short\"")
+    else {
+        panic!("a short secret should be refused");
+    };
+    assert_eq!(problems[0].key, "cluster.secret");
+    let secret = "s".repeat(32);
+    let config = with(&format!(
+        "gossip_listen = \"127.0.0.1:7946\"\nsecret = \"{secret}\"\nseeds = \"a:1,b:2\""
+    ))
+    .expect("valid");
+    let cluster = config.cluster.expect("cluster configured");
+    assert_eq!(cluster.seeds, ["a:1", "b:2"]);
+    assert_eq!(cluster.gossip_advertise, cluster.gossip_listen);
+    assert_eq!(cluster.gossip_interval, Duration::from_millis(100));
+}
+
+#[test]
+fn a_wildcard_gossip_address_needs_an_advertised_one() {
+    let text = format!(
+        "{}\n[cluster]\ngossip_listen = \"0.0.0.0:7946\"\nsecret = \"{}\"",
+        minimal(),
+        "s".repeat(32)
+    );
+    let Err(ConfigError(problems)) = load(&text, &[]) else {
+        panic!("unreachable advertise address should be refused");
+    };
+    assert_eq!(problems[0].key, "cluster.gossip_advertise");
+}
+
+#[test]
+fn dev_mode_clusters_use_the_dev_secret() {
+    let vars = vars(&[("PORTCULLIS_CLUSTER__GOSSIP_LISTEN", "127.0.0.1:7946")]);
+    let dev = Config::from_table(dev::dev_table(), Mode::Dev, vars).expect("dev is valid");
+    assert_eq!(dev.cluster.expect("cluster").secret, DEV_SECRET.as_bytes());
+    assert!(Config::from_table(dev::dev_table(), Mode::Dev, Vec::new())
+        .expect("valid")
+        .cluster
+        .is_none());
+}
