@@ -27,10 +27,12 @@ const TICK: Duration = Duration::from_secs(1);
 pub type SignerSlot = Arc<ArcSwap<Signer>>;
 
 /// What is known about a family whose tokens have been refreshed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct FamilyState {
     /// The only generation that may be spent next.
     next_generation: u32,
+    /// The node that spent `next_generation - 1`; another spender of it is a fork.
+    spender: String,
     /// When the state can be dropped, Unix ms (family end plus its last token's life).
     expires_ms: u64,
 }
@@ -43,6 +45,8 @@ pub struct Issuer {
     signer: SignerSlot,
     verifier: Addr<Verifier>,
     clock: SharedClock,
+    /// This node's id, recorded as the spender of refreshes it accepts.
+    node_id: String,
 }
 
 impl Issuer {
@@ -55,39 +59,36 @@ impl Issuer {
         signer: SignerSlot,
         verifier: Addr<Verifier>,
         clock: SharedClock,
+        node_id: String,
     ) -> Self {
+        let families = HashMap::new();
         let mut issuer = Self {
             ring,
             schedule,
-            families: HashMap::new(),
+            families,
             signer,
             verifier,
             clock,
+            node_id,
         };
         for record in replayed {
             if let Record::RefreshUsed {
                 family,
                 generation,
                 expires_ms,
+                spender,
             } = record
             {
-                issuer.spend(family, *generation, *expires_ms);
+                issuer.spend(family, *generation, *expires_ms, spender);
             }
         }
         issuer
     }
 
-    /// The key ring's live keys as published.
-    pub fn published(ring: &KeyRing, now_ms: u64) -> Vec<PublishedKey> {
+    /// The key ring's live keys as published by node `owner`.
+    pub fn published(ring: &KeyRing, owner: &str, now_ms: u64) -> Vec<PublishedKey> {
         ring.live(now_ms)
-            .map(|k| PublishedKey {
-                kid: k.kid.clone(),
-                public: k.public_key(),
-                phase: k.phase(now_ms),
-                activate_ms: k.activate_ms,
-                retire_ms: k.retire_ms,
-                expire_ms: k.expire_ms,
-            })
+            .map(|k| PublishedKey::from_record(&k.public_record(), owner, now_ms))
             .collect()
     }
 
@@ -96,15 +97,19 @@ impl Issuer {
         ring.signing(now_ms).map(Signer::new)
     }
 
-    fn spend(&mut self, family: &str, generation: u32, expires_ms: u64) {
+    fn spend(&mut self, family: &str, generation: u32, expires_ms: u64, spender: &str) {
         let state = self
             .families
             .entry(family.to_owned())
             .or_insert(FamilyState {
                 next_generation: 0,
+                spender: String::new(),
                 expires_ms,
             });
-        state.next_generation = state.next_generation.max(generation + 1);
+        if generation + 1 > state.next_generation {
+            state.next_generation = generation + 1;
+            spender.clone_into(&mut state.spender);
+        }
     }
 
     /// Applies the schedule: rotate if due, retire expired keys, switch the signer.
@@ -133,8 +138,11 @@ impl Issuer {
             }
         }
         if changed {
-            self.verifier
-                .do_send(InstallLocalKeys(Self::published(&self.ring, now)));
+            self.verifier.do_send(InstallLocalKeys(Self::published(
+                &self.ring,
+                &self.node_id,
+                now,
+            )));
         }
         self.families.retain(|_, f| f.expires_ms > now);
     }
@@ -149,7 +157,7 @@ impl Issuer {
         }
         metrics::counter!(m::KEY_ROTATIONS).increment(1);
         tracing::info!(%kid, activates_in_ms = self.schedule.publish_ahead_ms, "signing key rotated");
-        let published = Self::published(&self.ring, now);
+        let published = Self::published(&self.ring, &self.node_id, now);
         self.verifier.do_send(InstallLocalKeys(published.clone()));
         Ok(published
             .into_iter()
@@ -212,7 +220,11 @@ impl Handler<ListKeys> for Issuer {
     type Result = MessageResult<ListKeys>;
 
     fn handle(&mut self, _: ListKeys, _: &mut Self::Context) -> Self::Result {
-        MessageResult(Self::published(&self.ring, self.clock.now_ms()))
+        MessageResult(Self::published(
+            &self.ring,
+            &self.node_id,
+            self.clock.now_ms(),
+        ))
     }
 }
 
@@ -244,7 +256,8 @@ impl Handler<SpendRefresh> for Issuer {
         if msg.generation != expected {
             return Err(RefreshReused);
         }
-        self.spend(&msg.family, msg.generation, msg.expires_ms);
+        let node_id = self.node_id.clone();
+        self.spend(&msg.family, msg.generation, msg.expires_ms, &node_id);
         Ok(())
     }
 }
@@ -290,5 +303,73 @@ impl Handler<Unspend> for Issuer {
                 state.next_generation = msg.generation;
             }
         }
+    }
+}
+
+/// A spend another node accepted, learned by gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpend {
+    /// Family id.
+    pub family: String,
+    /// Generation spent.
+    pub generation: u32,
+    /// Retention end, Unix ms.
+    pub expires_ms: u64,
+    /// The node that accepted it.
+    pub spender: String,
+}
+
+/// Merge peers' spends. Answers the families that forked: one generation spent by two
+/// different nodes inside the gossip window. Those must be revoked.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerSpend>")]
+pub struct MergeSpends(pub Vec<PeerSpend>);
+
+impl Handler<MergeSpends> for Issuer {
+    type Result = MessageResult<MergeSpends>;
+
+    fn handle(&mut self, msg: MergeSpends, _: &mut Self::Context) -> Self::Result {
+        let mut forks = Vec::new();
+        for spend in msg.0 {
+            let known = self.families.get(&spend.family);
+            let forked = known.is_some_and(|state| {
+                state.next_generation == spend.generation + 1 && state.spender != spend.spender
+            });
+            if forked {
+                forks.push(spend);
+                continue;
+            }
+            self.spend(
+                &spend.family,
+                spend.generation,
+                spend.expires_ms,
+                &spend.spender,
+            );
+        }
+        MessageResult(forks)
+    }
+}
+
+/// Every family's latest spend, for a catch-up snapshot.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerSpend>")]
+pub struct ListSpends;
+
+impl Handler<ListSpends> for Issuer {
+    type Result = MessageResult<ListSpends>;
+
+    fn handle(&mut self, _: ListSpends, _: &mut Self::Context) -> Self::Result {
+        let spends = self
+            .families
+            .iter()
+            .filter(|(_, state)| state.next_generation > 0)
+            .map(|(family, state)| PeerSpend {
+                family: family.clone(),
+                generation: state.next_generation - 1,
+                expires_ms: state.expires_ms,
+                spender: state.spender.clone(),
+            })
+            .collect();
+        MessageResult(spends)
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{sync_dir, write_atomic};
+use crate::keys::PublicKeyRecord;
 use crate::revocation::Revocation;
 
 /// File name of the journal inside the data directory.
@@ -37,15 +38,31 @@ pub enum Record {
         /// When the record can be forgotten, Unix ms: the family's end plus the life of
         /// its last access token (`Handles::family_retention_ms`).
         expires_ms: u64,
+        /// Node id of the node that accepted the refresh; two spenders of one
+        /// generation are a fork.
+        spender: String,
+    },
+    /// A peer's published signing keys, as last heard. Only the latest per peer is live.
+    PeerKeys {
+        /// The peer's node id.
+        node_id: String,
+        /// Its live public keys.
+        keys: Vec<PublicKeyRecord>,
     },
 }
 
 impl Record {
-    /// When the record stops mattering.
+    /// When the record stops mattering. A peer's key set matters while any of its keys
+    /// may still verify; a key without a scheduled end keeps it forever.
     pub fn expires_ms(&self) -> u64 {
         match self {
             Self::Revoke(r) => r.expires_ms,
             Self::RefreshUsed { expires_ms, .. } => *expires_ms,
+            Self::PeerKeys { keys, .. } => keys
+                .iter()
+                .map(|k| k.expire_ms.unwrap_or(u64::MAX))
+                .max()
+                .unwrap_or(0),
         }
     }
 }

@@ -76,6 +76,17 @@ impl KeyRecord {
         }
     }
 
+    /// The public half with its schedule.
+    pub fn public_record(&self) -> PublicKeyRecord {
+        PublicKeyRecord {
+            kid: self.kid.clone(),
+            public: self.public_key(),
+            activate_ms: self.activate_ms,
+            retire_ms: self.retire_ms,
+            expire_ms: self.expire_ms,
+        }
+    }
+
     /// The 32-byte public key.
     pub fn public_key(&self) -> [u8; 32] {
         SigningKey::from_bytes(&self.seed)
@@ -90,15 +101,48 @@ impl KeyRecord {
 
     /// This key's phase at `now_ms`.
     pub fn phase(&self, now_ms: u64) -> Phase {
-        if self.expire_ms.is_some_and(|t| now_ms >= t) {
-            Phase::Expired
-        } else if self.retire_ms.is_some_and(|t| now_ms >= t) {
-            Phase::Retiring
-        } else if now_ms >= self.activate_ms {
-            Phase::Current
-        } else {
-            Phase::Next
-        }
+        phase_at(self.activate_ms, self.retire_ms, self.expire_ms, now_ms)
+    }
+}
+
+/// The public half of a key with its schedule: what peers gossip and persist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyRecord {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    pub public: [u8; 32],
+    /// From when it signs, Unix ms.
+    pub activate_ms: u64,
+    /// From when it no longer signs, once scheduled.
+    pub retire_ms: Option<u64>,
+    /// From when it is no longer trusted, once scheduled.
+    pub expire_ms: Option<u64>,
+}
+
+impl PublicKeyRecord {
+    /// Whether the key's published public half matches its kid (a peer could lie).
+    pub fn is_consistent(&self) -> bool {
+        thumbprint(&self.public) == self.kid
+            && ed25519_dalek::VerifyingKey::from_bytes(&self.public).is_ok()
+    }
+}
+
+/// The phase of a key with this schedule at `now_ms`.
+pub fn phase_at(
+    activate_ms: u64,
+    retire_ms: Option<u64>,
+    expire_ms: Option<u64>,
+    now_ms: u64,
+) -> Phase {
+    if expire_ms.is_some_and(|t| now_ms >= t) {
+        Phase::Expired
+    } else if retire_ms.is_some_and(|t| now_ms >= t) {
+        Phase::Retiring
+    } else if now_ms >= activate_ms {
+        Phase::Current
+    } else {
+        Phase::Next
     }
 }
 

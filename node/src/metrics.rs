@@ -37,6 +37,13 @@ pub const GOSSIP_BYTES: &str = "portcullis_gossip_bytes_total";
 /// Gossip datagrams dropped, by `reason` (malformed, bad_mac, stale, replayed, undecodable).
 pub const GOSSIP_REJECTED: &str = "portcullis_gossip_rejected_total";
 
+/// Cluster members by `state` (live, dead), as this node sees them.
+pub const CLUSTER_MEMBERS: &str = "portcullis_cluster_members";
+/// Time from a revocation's creation on its origin node to its application here.
+pub const PROPAGATION_LAG: &str = "portcullis_revocation_propagation_seconds";
+/// Snapshot catch-ups run, by `outcome`.
+pub const CATCHUPS: &str = "portcullis_catchups_total";
+
 /// Latency buckets in seconds, from 50µs to 2.5s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -50,6 +57,8 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+                .expect("bucket list is non-empty")
+                .set_buckets_for_metric(Matcher::Full(PROPAGATION_LAG.into()), LATENCY_BUCKETS)
                 .expect("bucket list is non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -84,5 +93,15 @@ fn describe() {
     describe_counter!(JOURNAL_FAILURES, "Journal writes that failed");
     describe_counter!(GOSSIP_DATAGRAMS, "Gossip datagrams, by direction");
     describe_counter!(GOSSIP_BYTES, "Gossip bytes on the wire, by direction");
-    describe_counter!(GOSSIP_REJECTED, "Gossip datagrams dropped, by reason");
+    describe_counter!(
+        GOSSIP_REJECTED,
+        "Gossip datagrams and values dropped, by reason"
+    );
+    describe_gauge!(CLUSTER_MEMBERS, "Cluster members by state");
+    describe_histogram!(
+        PROPAGATION_LAG,
+        Unit::Seconds,
+        "Revocation origin-to-apply lag"
+    );
+    describe_counter!(CATCHUPS, "Snapshot catch-ups, by outcome");
 }

@@ -4,23 +4,32 @@
 //! [`start`] must run inside an actix `System`. It returns the bound address and the
 //! server future; `main` awaits it, tests spawn it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
+
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::fsutil::ensure_private_dir;
+use crate::cluster::gossip::{Gossip, Peers, PublishRevocations};
+use crate::cluster::seal::Sealer;
+use crate::cluster::transport::SealedTransport;
+use crate::cluster::wire;
+use crate::config::{ClusterSettings, Config};
+use crate::fsutil::{ensure_private_dir, write_atomic};
 use crate::issuer::{Issuer, SignerSlot};
 use crate::journal::{Journal, Record};
 use crate::keys::{KeyRing, KeyRingError, Schedule};
 use crate::metrics as m;
 use crate::revocation::Revocation;
+use crate::secrets::random_id;
 use crate::store::{Append, Store};
 use crate::verifier::actor::{Deny, Verifier};
 use crate::verifier::VerifyView;
@@ -45,6 +54,10 @@ pub struct Handles {
     pub metrics: PrometheusHandle,
     /// Whether `/readyz` reports ready.
     pub ready: AtomicBool,
+    /// This node's id in the cluster (also used alone, as the spender of refreshes).
+    pub node_id: String,
+    /// The gossip actor, when the node is part of a cluster.
+    pub gossip: Option<Addr<Gossip>>,
 }
 
 /// A revocation could not be made durable, so it was not applied or acknowledged.
@@ -53,8 +66,9 @@ pub struct Handles {
 pub struct NotDurable;
 
 impl Handles {
-    /// The one revocation path: journal (fsync) first, then the deny list. Returns only
-    /// once both are done, so a caller may acknowledge the revocation.
+    /// The one revocation path: journal (fsync) first, then the deny list and, in a
+    /// cluster, the gossip queue. Returns only once the entry is durable and enforced
+    /// here, so a caller may acknowledge it.
     pub async fn revoke(&self, entries: Vec<Revocation>) -> Result<(), NotDurable> {
         let records = entries.iter().cloned().map(Record::Revoke).collect();
         match self.store.send(Append(records)).await {
@@ -67,6 +81,9 @@ impl Handles {
                 ("reason", entry.reason.as_str()),
             ];
             metrics::counter!(m::REVOCATIONS, &labels).increment(1);
+        }
+        if let Some(gossip) = &self.gossip {
+            gossip.do_send(PublishRevocations(entries.clone()));
         }
         self.verifier
             .send(Deny(entries))
@@ -89,6 +106,9 @@ impl Handles {
     }
 }
 
+/// File holding the node id inside the data directory.
+pub const NODE_ID_FILE: &str = "node-id";
+
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -106,6 +126,9 @@ pub enum StartError {
     /// The journal is unreadable.
     #[error("journal: {0}")]
     Journal(std::io::Error),
+    /// Gossip could not start (e.g. its UDP port is taken).
+    #[error("gossip: {0}")]
+    Gossip(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -132,6 +155,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         journal,
         records,
         ring,
+        node_id,
     } = recover(&config, clock.now_ms())?;
     let now = clock.now_ms();
     let view = Arc::new(VerifyView::new(
@@ -141,9 +165,16 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         config.verify_cache_entries,
         clock.clone(),
     ));
+    let mut peer_keys = HashMap::new();
     for record in &records {
-        if let Record::Revoke(entry) = record {
-            view.deny.insert(entry.clone());
+        match record {
+            Record::Revoke(entry) => {
+                view.deny.insert(entry.clone());
+            }
+            Record::PeerKeys { node_id, keys } => {
+                peer_keys.insert(node_id.clone(), keys.clone());
+            }
+            Record::RefreshUsed { .. } => {}
         }
     }
 
@@ -151,8 +182,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     let signer =
         Issuer::signer_for(&ring, now).expect("a loaded key ring always has a signing key");
     let signer: SignerSlot = Arc::new(ArcSwap::from_pointee(signer));
-    let verifier =
-        Verifier::new(view.clone(), Issuer::published(&ring, now), clock.clone()).start();
+    let local_keys = Issuer::published(&ring, &node_id, now);
+    let verifier = Verifier::new(view.clone(), local_keys, peer_keys, clock.clone()).start();
     let issuer = Issuer::new(
         ring,
         schedule(&config),
@@ -160,10 +191,22 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         signer.clone(),
         verifier.clone(),
         clock.clone(),
+        node_id.clone(),
     );
     let issuer = issuer.start();
     let store = Store::new(journal, records, clock.clone());
     let store = Store::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
+    let peers = Peers {
+        store: store.clone(),
+        verifier: verifier.clone(),
+        issuer: issuer.clone(),
+        view: view.clone(),
+        clock: clock.clone(),
+    };
+    let gossip = match &config.cluster {
+        Some(cluster) => Some(start_gossip(cluster, &node_id, peers, clock.clone()).await?),
+        None => None,
+    };
 
     let handles = Arc::new(Handles {
         config: Arc::new(config),
@@ -173,6 +216,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         issuer,
         store,
         verifier,
+        gossip,
+        node_id,
         metrics: m::install(),
         ready: AtomicBool::new(true),
     });
@@ -184,21 +229,74 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     })
 }
 
+/// Joins the cluster: chitchat over the sealed transport, driven by the gossip actor.
+async fn start_gossip(
+    cluster: &ClusterSettings,
+    node_id: &str,
+    peers: Peers,
+    clock: SharedClock,
+) -> Result<Addr<Gossip>, StartError> {
+    let sealer = Arc::new(Sealer::new(&cluster.secret, &cluster.cluster_id));
+    let transport = SealedTransport::new(sealer, clock.clone());
+    let chitchat_id = ChitchatId {
+        node_id: node_id.into(),
+        // A new incarnation on every start, so peers take our fresh state over the old.
+        generation_id: clock.now_ms(),
+        gossip_advertise_addr: cluster.gossip_advertise,
+    };
+    let failure_detector_config = FailureDetectorConfig {
+        initial_interval: cluster.gossip_interval * 10,
+        dead_node_grace_period: Duration::from_secs(3600),
+        ..FailureDetectorConfig::default()
+    };
+    let config = ChitchatConfig {
+        chitchat_id,
+        cluster_id: cluster.cluster_id.clone(),
+        gossip_interval: cluster.gossip_interval,
+        listen_addr: cluster.gossip_listen,
+        seed_nodes: cluster.seeds.clone(),
+        failure_detector_config,
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+    };
+    let initial = vec![
+        (wire::REGION.to_owned(), cluster.region.clone()),
+        (wire::HTTP.to_owned(), cluster.http_advertise.clone()),
+    ];
+    let handle = spawn_chitchat(config, initial, &transport)
+        .await
+        .map_err(|e| StartError::Gossip(format!("{e:#}")))?;
+    tracing::info!(
+        node.id = node_id,
+        gossip = %cluster.gossip_listen,
+        region = %cluster.region,
+        seeds = cluster.seeds.len(),
+        "gossip started"
+    );
+    Ok(Gossip::new(handle, node_id.to_owned(), cluster.gossip_interval, peers).start())
+}
+
 /// What a node finds in its data directory.
 struct Recovered {
     journal: Journal,
     /// Journal records that have not expired.
     records: Vec<Record>,
     ring: KeyRing,
+    node_id: String,
 }
 
-/// Opens the data directory: secures it, replays the journal, loads (or creates) keys.
+/// Opens the data directory: secures it, replays the journal, loads (or creates) keys
+/// and the node id.
 fn recover(config: &Config, now: u64) -> Result<Recovered, StartError> {
     let dir = &config.data_dir;
-    ensure_private_dir(dir).map_err(|source| StartError::DataDir {
+    let io = |source| StartError::DataDir {
         path: dir.clone(),
         source,
-    })?;
+    };
+    ensure_private_dir(dir).map_err(io)?;
+    let configured = config.cluster.as_ref().and_then(|c| c.node_id.clone());
+    let node_id = node_id(dir, configured).map_err(io)?;
     let (journal, records) = Journal::open(dir).map_err(StartError::Journal)?;
     let records: Vec<Record> = records
         .into_iter()
@@ -207,6 +305,7 @@ fn recover(config: &Config, now: u64) -> Result<Recovered, StartError> {
     let ring = KeyRing::load_or_create(dir, now)?;
     tracing::info!(
         data_dir = %dir.display(),
+        node.id = %node_id,
         records = records.len(),
         keys = ring.live(now).count(),
         "state recovered"
@@ -215,7 +314,26 @@ fn recover(config: &Config, now: u64) -> Result<Recovered, StartError> {
         journal,
         records,
         ring,
+        node_id,
     })
+}
+
+/// The configured node id, or the one kept in the data directory (created once).
+fn node_id(dir: &Path, configured: Option<String>) -> std::io::Result<String> {
+    let path = dir.join(NODE_ID_FILE);
+    if let Some(id) = configured {
+        return Ok(id);
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) if !path.exists() || std::fs::metadata(&path)?.len() == 0 => {
+            let id = format!("node-{}", &random_id()[..12]);
+            write_atomic(&path, id.as_bytes(), 0o600)?;
+            Ok(id)
+        }
+        Ok(_) => Ok(String::new()),
+        Err(e) => Err(e),
+    }
 }
 
 fn schedule(config: &Config) -> Schedule {

@@ -136,6 +136,13 @@ impl DenyList {
         self.families.contains_key(family)
     }
 
+    /// Whether `entry` is already covered: the same target, with a cut at least as late.
+    pub fn knows(&self, entry: &Revocation) -> bool {
+        let (map, key) = self.slot(&entry.target);
+        map.get(key)
+            .is_some_and(|existing| !covers_more(entry, &existing))
+    }
+
     /// Adds a revocation; a later one for the same subject or client widens the cut.
     /// Returns whether the list changed.
     pub fn insert(&self, entry: Revocation) -> bool {

@@ -22,14 +22,23 @@ const COMPACT_MIN_DEAD: usize = 1024;
 #[error("journal write failed: {0}")]
 pub struct StoreError(#[from] std::io::Error);
 
+/// Records of which only the latest per subject is live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Latest {
+    /// The highest spent generation of a refresh family.
+    Family(String),
+    /// A peer's key set.
+    PeerKeys(String),
+}
+
 /// Owns the journal file and the live state it holds.
 pub struct Store {
     journal: Journal,
     /// Live revocations, in journal order.
     revocations: Vec<Revocation>,
-    /// Per refresh family, the highest spent generation and the family's end (Unix ms).
-    /// Only the latest record per family is live; earlier ones are dead weight.
-    spent: HashMap<String, (u32, u64)>,
+    /// Spent generations per family and key sets per peer; earlier records for the same
+    /// subject are dead weight.
+    latest: HashMap<Latest, Record>,
     /// Records in the file that compaction would drop.
     dead: usize,
     clock: SharedClock,
@@ -41,7 +50,7 @@ impl Store {
         let mut store = Self {
             journal,
             revocations: Vec::new(),
-            spent: HashMap::new(),
+            latest: HashMap::new(),
             dead: 0,
             clock,
         };
@@ -51,44 +60,31 @@ impl Store {
 
     fn absorb(&mut self, records: Vec<Record>) {
         for record in records {
-            match record {
-                Record::Revoke(entry) => self.revocations.push(entry),
-                Record::RefreshUsed {
-                    family,
-                    generation,
-                    expires_ms,
-                } => {
-                    let previous = self.spent.insert(family, (generation, expires_ms));
-                    if let Some((older, _)) = previous {
-                        self.dead += 1;
-                        if older > generation {
-                            tracing::warn!("refresh generations recorded out of order");
-                        }
-                    }
+            let subject = match &record {
+                Record::Revoke(entry) => {
+                    self.revocations.push(entry.clone());
+                    continue;
                 }
+                Record::RefreshUsed { family, .. } => Latest::Family(family.clone()),
+                Record::PeerKeys { node_id, .. } => Latest::PeerKeys(node_id.clone()),
+            };
+            if self.latest.insert(subject, record).is_some() {
+                self.dead += 1;
             }
         }
     }
 
     fn live(&self) -> Vec<Record> {
         let revocations = self.revocations.iter().cloned().map(Record::Revoke);
-        let spent = self
-            .spent
-            .iter()
-            .map(|(family, &(generation, expires_ms))| Record::RefreshUsed {
-                family: family.clone(),
-                generation,
-                expires_ms,
-            });
-        revocations.chain(spent).collect()
+        revocations.chain(self.latest.values().cloned()).collect()
     }
 
     fn maybe_compact(&mut self) {
         let now = self.clock.now_ms();
-        let before = self.revocations.len() + self.spent.len();
+        let before = self.revocations.len() + self.latest.len();
         self.revocations.retain(|r| r.expires_ms > now);
-        self.spent.retain(|_, (_, expires_ms)| *expires_ms > now);
-        let live = self.revocations.len() + self.spent.len();
+        self.latest.retain(|_, record| record.expires_ms() > now);
+        let live = self.revocations.len() + self.latest.len();
         self.dead += before - live;
         if self.dead < COMPACT_MIN_DEAD.max(live) {
             return;
@@ -156,6 +152,7 @@ mod tests {
             family: "fam".into(),
             generation,
             expires_ms: 10_000,
+            spender: "n1".into(),
         }
     }
 

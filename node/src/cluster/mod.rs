@@ -3,6 +3,10 @@
 //!
 //! - [`seal`]: datagram sealing, framing and the reasons a datagram is dropped.
 //! - [`transport`]: chitchat's `Transport` over sealed UDP.
+//! - [`wire`]: what each gossip key holds and how values are encoded.
+//! - [`gossip`]: the actor that publishes local state and merges peers'.
 
+pub mod gossip;
 pub mod seal;
 pub mod transport;
+pub mod wire;

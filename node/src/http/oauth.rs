@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::form::{authenticate_client, Form};
+use crate::cluster::gossip::PublishSpend;
+use crate::cluster::wire::Spend;
 use crate::config::{Client, Grant};
 use crate::grants::{client_allowance, narrows, resolve, user_allowance};
 use crate::issuer::{IsUnspent, SpendRefresh, Unspend};
@@ -226,13 +228,25 @@ async fn spend(node: &Handles, token: &RefreshToken) -> Result<(), ApiError> {
         ));
     }
     let generation = token.extra.gen;
+    let spender = node.node_id.clone();
     let record = Record::RefreshUsed {
         family: family.clone(),
         generation,
         expires_ms,
+        spender,
     };
     match node.store.send(Append(vec![record])).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            if let Some(gossip) = &node.gossip {
+                let spend = Spend {
+                    family: token.extra.fam.clone(),
+                    generation,
+                    expires_ms,
+                };
+                gossip.do_send(PublishSpend(spend));
+            }
+            Ok(())
+        }
         _ => {
             // Not durable, so not spent: the client may retry without being taken for a thief.
             node.issuer.do_send(Unspend { family, generation });

@@ -4,6 +4,7 @@
 //! peer's), applies revocations to the deny list once they are durable, and prunes
 //! expired entries from the deny list and the verification cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use actix::prelude::*;
 
 use super::{KeySet, PublishedKey, VerifyView};
 use crate::clock::SharedClock;
+use crate::keys::{Phase, PublicKeyRecord};
 use crate::metrics as m;
 use crate::revocation::Revocation;
 
@@ -21,23 +23,42 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5);
 pub struct Verifier {
     view: Arc<VerifyView>,
     local_keys: Vec<PublishedKey>,
+    /// Each peer's key records as last heard, by node id.
+    peer_keys: HashMap<String, Vec<PublicKeyRecord>>,
     clock: SharedClock,
 }
 
 impl Verifier {
-    /// A verifier publishing `local_keys` into `view` at once.
-    pub fn new(view: Arc<VerifyView>, local_keys: Vec<PublishedKey>, clock: SharedClock) -> Self {
+    /// A verifier publishing `local_keys` and the peers' keys into `view` at once.
+    pub fn new(
+        view: Arc<VerifyView>,
+        local_keys: Vec<PublishedKey>,
+        peer_keys: HashMap<String, Vec<PublicKeyRecord>>,
+        clock: SharedClock,
+    ) -> Self {
         let verifier = Self {
             view,
             local_keys,
+            peer_keys,
             clock,
         };
         verifier.publish_keys();
         verifier
     }
 
+    /// Installs the union of local and peer keys that are not expired.
     fn publish_keys(&self) {
-        self.view.set_keys(KeySet::new(self.local_keys.clone()));
+        let now = self.clock.now_ms();
+        let peers = self.peer_keys.iter().flat_map(|(owner, records)| {
+            records
+                .iter()
+                .map(move |r| PublishedKey::from_record(r, owner, now))
+        });
+        let mut keys: Vec<PublishedKey> = self.local_keys.iter().cloned().chain(peers).collect();
+        keys.retain(|k| k.phase != Phase::Expired);
+        keys.sort_by(|a, b| (a.activate_ms, &a.kid).cmp(&(b.activate_ms, &b.kid)));
+        keys.dedup_by(|a, b| a.kid == b.kid);
+        self.view.set_keys(KeySet::new(keys));
     }
 
     fn prune(&mut self) {
@@ -49,6 +70,8 @@ impl Verifier {
         self.view.cache().prune(now_ms / 1000);
         metrics::gauge!(m::DENY_LIST_ENTRIES).set(self.view.deny.len() as f64);
         metrics::gauge!(m::VERIFY_CACHE_ENTRIES).set(self.view.cache().len() as f64);
+        // Phases move with time: retired peer keys drop out of the JWKS here.
+        self.publish_keys();
     }
 }
 
@@ -70,6 +93,25 @@ impl Handler<InstallLocalKeys> for Verifier {
 
     fn handle(&mut self, msg: InstallLocalKeys, _: &mut Self::Context) {
         self.local_keys = msg.0;
+        self.publish_keys();
+    }
+}
+
+/// Replace one peer's published keys (already journaled).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InstallPeerKeys {
+    /// The peer's node id.
+    pub node_id: String,
+    /// Its key records; their kids have been checked against their public keys.
+    pub keys: Vec<PublicKeyRecord>,
+}
+
+impl Handler<InstallPeerKeys> for Verifier {
+    type Result = ();
+
+    fn handle(&mut self, msg: InstallPeerKeys, _: &mut Self::Context) {
+        self.peer_keys.insert(msg.node_id, msg.keys);
         self.publish_keys();
     }
 }

@@ -7,11 +7,13 @@ use base64::Engine;
 use jwt_simple::algorithms::Ed25519PublicKey;
 use serde::Serialize;
 
-use crate::keys::Phase;
+use crate::keys::{phase_at, Phase, PublicKeyRecord};
 
 /// A public key as published: what the JWKS shows and the admin API lists.
 #[derive(Debug, Clone, Serialize)]
 pub struct PublishedKey {
+    /// Node id of the node that signs with it.
+    pub owner: String,
     /// RFC 7638 thumbprint.
     pub kid: String,
     /// Raw Ed25519 public key.
@@ -25,6 +27,38 @@ pub struct PublishedKey {
     pub retire_ms: Option<u64>,
     /// When it stops being trusted, Unix ms, once scheduled.
     pub expire_ms: Option<u64>,
+}
+
+impl PublishedKey {
+    /// A key record as seen at `now_ms`, owned by node `owner`.
+    pub fn from_record(record: &PublicKeyRecord, owner: &str, now_ms: u64) -> Self {
+        let phase = phase_at(
+            record.activate_ms,
+            record.retire_ms,
+            record.expire_ms,
+            now_ms,
+        );
+        Self {
+            owner: owner.to_owned(),
+            kid: record.kid.clone(),
+            public: record.public,
+            phase,
+            activate_ms: record.activate_ms,
+            retire_ms: record.retire_ms,
+            expire_ms: record.expire_ms,
+        }
+    }
+
+    /// The record peers gossip and persist.
+    pub fn record(&self) -> PublicKeyRecord {
+        PublicKeyRecord {
+            kid: self.kid.clone(),
+            public: self.public,
+            activate_ms: self.activate_ms,
+            retire_ms: self.retire_ms,
+            expire_ms: self.expire_ms,
+        }
+    }
 }
 
 /// An immutable set of trusted keys; replaced whole when anything changes.

@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
     let ring = KeyRing::load_or_create(dir.path(), clock.now_ms()).expect("key ring");
     let record = ring.signing(clock.now_ms()).expect("signing key");
     let view = VerifyView::new(ISSUER, &["api".into()], 30, 100, Arc::new(clock.clone()));
-    view.set_keys(KeySet::new(Issuer::published(&ring, clock.now_ms())));
+    view.set_keys(KeySet::new(Issuer::published(&ring, "n1", clock.now_ms())));
     Fixture {
         signer: Signer::new(record),
         public: record.public_key(),

@@ -1,0 +1,431 @@
+//! The gossip actor: publishes what this node originates into its chitchat state and
+//! merges what peers publish into the local deny list, key set and refresh families.
+//!
+//! Each round it (1) writes pending revocation and spend batches as new immutable keys
+//! and the current public keys, (2) collects every peer key whose version is newer than
+//! what it has processed, and (3) applies them: revocations are journaled before they
+//! enter the deny list, exactly as local ones; spends are merged by the issuer, which
+//! reports forks; key sets are journaled and installed in the verifier. The round runs
+//! with the actor's mailbox held, so rounds never overlap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chitchat::{Chitchat, ChitchatHandle, ChitchatId};
+use tokio::sync::Mutex;
+
+use super::wire::{self, Spend};
+use crate::clock::SharedClock;
+use crate::issuer::{Issuer, ListKeys, MergeSpends, PeerSpend};
+use crate::journal::Record;
+use crate::keys::PublicKeyRecord;
+use crate::metrics as m;
+use crate::revocation::{Reason, Revocation, Target};
+use crate::store::{Append, Store};
+use crate::verifier::actor::{Deny, InstallPeerKeys, Verifier};
+use crate::verifier::{PublishedKey, VerifyView};
+
+/// The actors and views a gossip round talks to.
+#[derive(Clone)]
+pub struct Peers {
+    /// Durable journal.
+    pub store: Addr<Store>,
+    /// Deny list and key set writer.
+    pub verifier: Addr<Verifier>,
+    /// Keys and refresh families.
+    pub issuer: Addr<Issuer>,
+    /// Read side, to skip revocations already known.
+    pub view: Arc<VerifyView>,
+    /// Clock for lag measurement.
+    pub clock: SharedClock,
+}
+
+/// One member as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Member {
+    /// Node id.
+    pub node_id: String,
+    /// Restart generation.
+    pub generation: u64,
+    /// Gossip address.
+    pub gossip_addr: String,
+    /// Region label.
+    pub region: Option<String>,
+    /// `live`, `dead` or `self`.
+    pub state: &'static str,
+    /// When its heartbeat last advanced, Unix ms (this node's view).
+    pub last_heard_ms: Option<u64>,
+    /// Key ids it publishes.
+    pub kids: Vec<String>,
+    /// Highest state version seen from it.
+    pub max_version: u64,
+}
+
+/// Owns the chitchat instance and the bookkeeping of what was merged.
+pub struct Gossip {
+    chitchat: Arc<Mutex<Chitchat>>,
+    /// Kept so the gossip server lives as long as the actor.
+    _handle: ChitchatHandle,
+    node_id: String,
+    interval: Duration,
+    peers: Peers,
+    pending_revocations: Vec<Revocation>,
+    pending_spends: Vec<Spend>,
+    next_seq: u64,
+    /// Per peer incarnation, the highest key version already merged.
+    merged: HashMap<ChitchatId, u64>,
+    /// Per member, last heartbeat seen and when it advanced.
+    heard: HashMap<ChitchatId, (String, u64)>,
+    live: Vec<ChitchatId>,
+    members: Vec<Member>,
+}
+
+impl Gossip {
+    /// An actor over a started chitchat.
+    pub fn new(handle: ChitchatHandle, node_id: String, interval: Duration, peers: Peers) -> Self {
+        Self {
+            chitchat: handle.chitchat(),
+            _handle: handle,
+            node_id,
+            interval,
+            peers,
+            pending_revocations: Vec::new(),
+            pending_spends: Vec::new(),
+            next_seq: 0,
+            merged: HashMap::new(),
+            heard: HashMap::new(),
+            live: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    fn round(&mut self, ctx: &mut Context<Self>) {
+        let outgoing = self.take_outgoing();
+        let merged = self.merged.clone();
+        let chitchat = self.chitchat.clone();
+        let peers = self.peers.clone();
+        let exchange = async move {
+            let keys = peers.issuer.send(ListKeys).await.unwrap_or_default();
+            let keys: Vec<PublicKeyRecord> = keys.iter().map(PublishedKey::record).collect();
+            let mut chitchat = chitchat.lock().await;
+            publish(&mut chitchat, outgoing, &keys);
+            collect(&chitchat, &merged)
+        };
+        let apply = exchange.into_actor(self).then(|round, this, _| {
+            this.observe(&round);
+            let peers = this.peers.clone();
+            let own_id = this.node_id.clone();
+            async move { apply(round.updates, &peers, &own_id).await }.into_actor(this)
+        });
+        let finish = apply.map(|forks: Vec<Revocation>, this, _| {
+            this.pending_revocations.extend(forks);
+        });
+        ctx.wait(finish);
+    }
+
+    fn take_outgoing(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for value in wire::batches(&std::mem::take(&mut self.pending_revocations)) {
+            out.push((format!("{}{:08}", wire::REVOCATIONS, self.next_seq), value));
+            self.next_seq += 1;
+        }
+        for value in wire::batches(&std::mem::take(&mut self.pending_spends)) {
+            out.push((format!("{}{:08}", wire::SPENDS, self.next_seq), value));
+            self.next_seq += 1;
+        }
+        out
+    }
+
+    /// Updates membership views, logs joins and deaths, advances merge watermarks.
+    fn observe(&mut self, round: &Round) {
+        let now = self.peers.clock.now_ms();
+        for id in round.live.iter().filter(|id| !self.live.contains(id)) {
+            tracing::info!(node.id = %id.node_id, addr = %id.gossip_advertise_addr, "node joined");
+        }
+        for id in self.live.iter().filter(|id| !round.live.contains(id)) {
+            tracing::info!(node.id = %id.node_id, "node left or declared dead");
+        }
+        self.live = round.live.clone();
+        for (id, heartbeat) in &round.heartbeats {
+            let entry = self.heard.entry(id.clone()).or_insert((String::new(), now));
+            if entry.0 != *heartbeat {
+                *entry = (heartbeat.clone(), now);
+            }
+        }
+        for update in &round.updates {
+            let mark = self.merged.entry(update.from.clone()).or_default();
+            *mark = (*mark).max(update.version);
+        }
+        self.members = round
+            .members
+            .iter()
+            .cloned()
+            .map(|mut member| {
+                let key = round.ids.iter().find(|id| {
+                    *id.node_id == member.node_id && id.generation_id == member.generation
+                });
+                member.last_heard_ms = key.and_then(|id| self.heard.get(id)).map(|h| h.1);
+                member
+            })
+            .collect();
+        let alive = self.members.iter().filter(|m| m.state != "dead").count();
+        metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "live").set(alive as f64);
+        metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "dead")
+            .set((self.members.len() - alive) as f64);
+    }
+}
+
+impl Actor for Gossip {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |this, ctx| this.round(ctx));
+    }
+}
+
+/// One value a peer wrote, not yet merged.
+struct Update {
+    from: ChitchatId,
+    key: String,
+    value: String,
+    version: u64,
+}
+
+/// What one round collected under the chitchat lock.
+struct Round {
+    updates: Vec<Update>,
+    live: Vec<ChitchatId>,
+    ids: Vec<ChitchatId>,
+    heartbeats: Vec<(ChitchatId, String)>,
+    members: Vec<Member>,
+}
+
+fn publish(chitchat: &mut Chitchat, outgoing: Vec<(String, String)>, keys: &[PublicKeyRecord]) {
+    let state = chitchat.self_node_state();
+    for (key, value) in outgoing {
+        state.set(key, value);
+    }
+    let keys = wire::encode(&keys.to_vec());
+    if state.get(wire::KEYS) != Some(keys.as_str()) {
+        state.set(wire::KEYS, keys);
+    }
+}
+
+fn collect(chitchat: &Chitchat, merged: &HashMap<ChitchatId, u64>) -> Round {
+    let own = chitchat.self_chitchat_id().clone();
+    let live: Vec<ChitchatId> = chitchat
+        .live_nodes()
+        .filter(|id| **id != own)
+        .cloned()
+        .collect();
+    let mut round = Round {
+        updates: Vec::new(),
+        live,
+        ids: Vec::new(),
+        heartbeats: Vec::new(),
+        members: Vec::new(),
+    };
+    for (id, state) in chitchat.node_states() {
+        round.ids.push(id.clone());
+        round
+            .heartbeats
+            .push((id.clone(), format!("{:?}", state.heartbeat())));
+        round.members.push(member(id, state, &own, &round.live));
+        if *id == own {
+            continue;
+        }
+        let mark = merged.get(id).copied().unwrap_or(0);
+        for (key, versioned) in state.key_values_including_deleted() {
+            if versioned.version > mark && !versioned.is_deleted() {
+                let (key, value) = (key.to_owned(), versioned.value.clone());
+                round.updates.push(Update {
+                    from: id.clone(),
+                    key,
+                    value,
+                    version: versioned.version,
+                });
+            }
+        }
+    }
+    round
+}
+
+fn member(
+    id: &ChitchatId,
+    state: &chitchat::NodeState,
+    own: &ChitchatId,
+    live: &[ChitchatId],
+) -> Member {
+    let kids = state
+        .get(wire::KEYS)
+        .and_then(wire::decode::<Vec<PublicKeyRecord>>)
+        .map(|keys| keys.into_iter().map(|k| k.kid).collect())
+        .unwrap_or_default();
+    let status = if id == own {
+        "self"
+    } else if live.contains(id) {
+        "live"
+    } else {
+        "dead"
+    };
+    Member {
+        node_id: id.node_id.to_string(),
+        generation: id.generation_id,
+        gossip_addr: id.gossip_advertise_addr.to_string(),
+        region: state.get(wire::REGION).map(str::to_owned),
+        state: status,
+        last_heard_ms: None,
+        kids,
+        max_version: state.max_version(),
+    }
+}
+
+/// Merges peers' updates; returns fork revocations that must be published in turn.
+async fn apply(updates: Vec<Update>, peers: &Peers, own_id: &str) -> Vec<Revocation> {
+    let mut revocations = Vec::new();
+    let mut spends = Vec::new();
+    for update in updates {
+        let from: &str = &update.from.node_id;
+        if from == own_id {
+            continue;
+        }
+        let decoded = if update.key.starts_with(wire::REVOCATIONS) {
+            wire::decode::<Vec<Revocation>>(&update.value).map(|batch| revocations.extend(batch))
+        } else if update.key.starts_with(wire::SPENDS) {
+            let batch = wire::decode::<Vec<Spend>>(&update.value);
+            batch.map(|b| spends.extend(b.into_iter().map(|s| s.by(from))))
+        } else if update.key == wire::KEYS {
+            let keys = wire::decode::<Vec<PublicKeyRecord>>(&update.value);
+            match keys {
+                Some(keys) => install_keys(from, wire::consistent_keys(keys), peers).await,
+                None => None,
+            }
+        } else {
+            Some(())
+        };
+        if decoded.is_none() {
+            metrics::counter!(m::GOSSIP_REJECTED, "reason" => "bad_value").increment(1);
+            tracing::warn!(node.id = from, key = %update.key, "undecodable gossip value ignored");
+        }
+    }
+    merge_revocations(revocations, peers).await;
+    merge_spends(spends, peers).await
+}
+
+async fn install_keys(from: &str, keys: Vec<PublicKeyRecord>, peers: &Peers) -> Option<()> {
+    let record = Record::PeerKeys {
+        node_id: from.to_owned(),
+        keys: keys.clone(),
+    };
+    if !matches!(peers.store.send(Append(vec![record])).await, Ok(Ok(()))) {
+        tracing::error!(
+            node.id = from,
+            "could not journal a peer's keys; not installing them"
+        );
+        return Some(());
+    }
+    let _ = peers
+        .verifier
+        .send(InstallPeerKeys {
+            node_id: from.to_owned(),
+            keys,
+        })
+        .await;
+    Some(())
+}
+
+/// Journals, then applies, the revocations this node has not seen yet.
+pub async fn merge_revocations(batch: Vec<Revocation>, peers: &Peers) {
+    let now = peers.clock.now_ms();
+    let fresh: Vec<Revocation> = batch
+        .into_iter()
+        .filter(|r| r.expires_ms > now && !peers.view.deny.knows(r))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    let records = fresh.iter().cloned().map(Record::Revoke).collect();
+    if !matches!(peers.store.send(Append(records)).await, Ok(Ok(()))) {
+        tracing::error!(
+            count = fresh.len(),
+            "could not journal learned revocations; will retry"
+        );
+        return;
+    }
+    for entry in &fresh {
+        let lag = now.saturating_sub(entry.created_ms) as f64 / 1000.0;
+        metrics::histogram!(m::PROPAGATION_LAG).record(lag);
+    }
+    let _ = peers.verifier.send(Deny(fresh)).await;
+}
+
+/// Merges spends; revokes (durably, locally) and returns the families that forked.
+async fn merge_spends(spends: Vec<PeerSpend>, peers: &Peers) -> Vec<Revocation> {
+    if spends.is_empty() {
+        return Vec::new();
+    }
+    let forks = peers
+        .issuer
+        .send(MergeSpends(spends))
+        .await
+        .unwrap_or_default();
+    let now = peers.clock.now_ms();
+    let revocations: Vec<Revocation> = forks
+        .into_iter()
+        .map(|fork| {
+            metrics::counter!(m::REFRESH_REUSE).increment(1);
+            tracing::warn!(spender = %fork.spender, "refresh family forked across nodes; revoked");
+            Revocation {
+                target: Target::Family {
+                    family: fork.family,
+                },
+                reason: Reason::RefreshReuse,
+                created_ms: now,
+                expires_ms: fork.expires_ms,
+            }
+        })
+        .collect();
+    merge_revocations(revocations.clone(), peers).await;
+    revocations
+}
+
+/// Publish revocations this node made.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishRevocations(pub Vec<Revocation>);
+
+impl Handler<PublishRevocations> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishRevocations, _: &mut Self::Context) {
+        self.pending_revocations.extend(msg.0);
+    }
+}
+
+/// Publish a refresh generation this node accepted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishSpend(pub Spend);
+
+impl Handler<PublishSpend> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishSpend, _: &mut Self::Context) {
+        self.pending_spends.push(msg.0);
+    }
+}
+
+/// The membership as last observed.
+#[derive(Message)]
+#[rtype(result = "Vec<Member>")]
+pub struct Members;
+
+impl Handler<Members> for Gossip {
+    type Result = MessageResult<Members>;
+
+    fn handle(&mut self, _: Members, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.members.clone())
+    }
+}
