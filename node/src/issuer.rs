@@ -307,7 +307,7 @@ impl Handler<Unspend> for Issuer {
 }
 
 /// A spend another node accepted, learned by gossip.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerSpend {
     /// Family id.
     pub family: String,

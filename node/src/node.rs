@@ -20,6 +20,7 @@ use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig
 use crate::clock::SharedClock;
 use crate::cluster::gossip::{Gossip, Peers, PublishRevocations};
 use crate::cluster::seal::Sealer;
+use crate::cluster::snapshot::catch_up;
 use crate::cluster::transport::SealedTransport;
 use crate::cluster::wire;
 use crate::config::{ClusterSettings, Config};
@@ -58,6 +59,8 @@ pub struct Handles {
     pub node_id: String,
     /// The gossip actor, when the node is part of a cluster.
     pub gossip: Option<Addr<Gossip>>,
+    /// Seals snapshots for peers, when the node is part of a cluster.
+    pub sealer: Option<Arc<Sealer>>,
 }
 
 /// A revocation could not be made durable, so it was not applied or acknowledged.
@@ -203,12 +206,14 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         view: view.clone(),
         clock: clock.clone(),
     };
-    let gossip = match &config.cluster {
-        Some(cluster) => Some(start_gossip(cluster, &node_id, peers, clock.clone()).await?),
-        None => None,
-    };
+    let sealer = config
+        .cluster
+        .as_ref()
+        .map(|c| Arc::new(Sealer::new(&c.secret, &c.cluster_id)));
+    // A node with peers to learn from serves only once it has caught up with them.
+    let must_catch_up = config.cluster.as_ref().is_some_and(|c| !c.seeds.is_empty());
 
-    let handles = Arc::new(Handles {
+    let mut handles = Handles {
         config: Arc::new(config),
         clock,
         view,
@@ -216,12 +221,43 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         issuer,
         store,
         verifier,
-        gossip,
+        gossip: None,
+        sealer,
         node_id,
         metrics: m::install(),
-        ready: AtomicBool::new(true),
-    });
-    let (addr, server) = crate::http::serve(handles.clone())?;
+        ready: AtomicBool::new(!must_catch_up),
+    };
+    // Bind first: the gossip state advertises the bound HTTP address.
+    let listen = handles.config.listen;
+    let listener = std::net::TcpListener::bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    if let Some(cluster) = handles.config.cluster.clone() {
+        let http = cluster
+            .http_advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let clock = handles.clock.clone();
+        let gossip = start_gossip(&cluster, &handles.node_id, &http, peers.clone(), clock).await?;
+        handles.gossip = Some(gossip);
+    }
+    let handles = Arc::new(handles);
+    let server = crate::http::serve(handles.clone(), listener)?;
+    if must_catch_up {
+        let cluster = handles
+            .config
+            .cluster
+            .as_ref()
+            .expect("must_catch_up implies a cluster");
+        let sealer = handles.sealer.clone().expect("a cluster has a sealer");
+        let task = catch_up(handles.clone(), peers, sealer, cluster.catchup_timeout);
+        actix_web::rt::spawn(task);
+    }
     Ok(RunningNode {
         addr,
         handles,
@@ -233,6 +269,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
 async fn start_gossip(
     cluster: &ClusterSettings,
     node_id: &str,
+    http: &str,
     peers: Peers,
     clock: SharedClock,
 ) -> Result<Addr<Gossip>, StartError> {
@@ -262,7 +299,7 @@ async fn start_gossip(
     };
     let initial = vec![
         (wire::REGION.to_owned(), cluster.region.clone()),
-        (wire::HTTP.to_owned(), cluster.http_advertise.clone()),
+        (wire::HTTP.to_owned(), http.to_owned()),
     ];
     let handle = spawn_chitchat(config, initial, &transport)
         .await

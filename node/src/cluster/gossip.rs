@@ -53,6 +53,8 @@ pub struct Member {
     pub gossip_addr: String,
     /// Region label.
     pub region: Option<String>,
+    /// Base URL of its HTTP API, for snapshots.
+    pub http: Option<String>,
     /// `live`, `dead` or `self`.
     pub state: &'static str,
     /// When its heartbeat last advanced, Unix ms (this node's view).
@@ -275,6 +277,7 @@ fn member(
         generation: id.generation_id,
         gossip_addr: id.gossip_advertise_addr.to_string(),
         region: state.get(wire::REGION).map(str::to_owned),
+        http: state.get(wire::HTTP).map(str::to_owned),
         state: status,
         last_heard_ms: None,
         kids,

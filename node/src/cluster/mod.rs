@@ -5,8 +5,10 @@
 //! - [`transport`]: chitchat's `Transport` over sealed UDP.
 //! - [`wire`]: what each gossip key holds and how values are encoded.
 //! - [`gossip`]: the actor that publishes local state and merges peers'.
+//! - [`snapshot`]: catch-up of a starting node from a live peer over sealed HTTP.
 
 pub mod gossip;
 pub mod seal;
+pub mod snapshot;
 pub mod transport;
 pub mod wire;

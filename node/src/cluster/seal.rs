@@ -88,6 +88,11 @@ impl Sealer {
 
     /// Seals `payload` sent at `now_ms` and splits it into datagrams.
     pub fn seal(&self, payload: &[u8], now_ms: u64, message_id: u32) -> Vec<Vec<u8>> {
+        frames(&self.seal_message(payload, now_ms), message_id)
+    }
+
+    /// Seals `payload` as one message (`nonce || ciphertext`), for HTTP bodies.
+    pub fn seal_message(&self, payload: &[u8], now_ms: u64) -> Vec<u8> {
         let mut nonce = [0u8; NONCE];
         rand::thread_rng().fill_bytes(&mut nonce);
         let mut plaintext = Vec::with_capacity(TIMESTAMP + payload.len());
@@ -104,7 +109,7 @@ impl Sealer {
         let mut sealed = Vec::with_capacity(NONCE + ciphertext.len());
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
-        frames(&sealed, message_id)
+        sealed
     }
 
     /// Opens a reassembled message: returns its nonce, send time and payload.

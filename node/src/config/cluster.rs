@@ -35,8 +35,9 @@ pub struct ClusterSettings {
     pub gossip_listen: SocketAddr,
     /// UDP address peers are told to gossip with.
     pub gossip_advertise: SocketAddr,
-    /// Base URL peers use to fetch this node's snapshot.
-    pub http_advertise: String,
+    /// Base URL peers use to fetch this node's snapshot; `None` means the bound
+    /// HTTP address.
+    pub http_advertise: Option<String>,
     /// Seed peers, `host:port` (DNS names allowed).
     pub seeds: Vec<String>,
     /// Gossip round interval.
@@ -70,13 +71,8 @@ pub fn read_cluster(r: &mut Reader<'_>, mode: Mode, listen: SocketAddr) -> Clust
             "must be an address peers can reach (set it when gossip_listen is 0.0.0.0)",
         );
     }
-    let http_advertise = r
-        .opt_string("http_advertise")
-        .unwrap_or_else(|| format!("http://{listen}"));
-    if listen.ip().is_unspecified()
-        && !r.problems_for("http_advertise")
-        && http_advertise.contains("0.0.0.0")
-    {
+    let http_advertise = r.opt_string("http_advertise");
+    if listen.ip().is_unspecified() && http_advertise.is_none() {
         r.problem(
             "http_advertise",
             "must be a URL peers can reach (set it when listen is 0.0.0.0)",

@@ -49,12 +49,6 @@ impl<'p> Reader<'p> {
         }
     }
 
-    /// Whether a problem was already recorded for `key`.
-    pub fn problems_for(&self, key: &str) -> bool {
-        let path = self.path(key);
-        self.problems.iter().any(|p| p.key == path)
-    }
-
     /// Records a problem with `key`.
     pub fn problem(&mut self, key: &str, message: impl Into<String>) {
         let key = self.path(key);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, BearerError};
 use super::gate::bearer_token;
+use crate::cluster::gossip::Members;
 use crate::issuer::{ListKeys, Rotate, RotateFailure};
 use crate::keys::RotateError;
 use crate::node::Handles;
@@ -226,4 +227,26 @@ pub async fn keys(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpResp
         .map_err(|_| ApiError::Unavailable)?;
     let signing = node.signer.load().kid().to_owned();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "signing_kid": signing, "keys": keys })))
+}
+
+/// `GET /admin/v1/cluster`: membership as this node sees it, with its own state sizes.
+pub async fn cluster(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &node)?;
+    let members = match &node.gossip {
+        Some(gossip) => gossip
+            .send(Members)
+            .await
+            .map_err(|_| ApiError::Unavailable)?,
+        None => Vec::new(),
+    };
+    let keys = node.view.keys();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "node_id": node.node_id,
+        "clustered": node.gossip.is_some(),
+        "region": node.config.cluster.as_ref().map(|c| c.region.clone()),
+        "ready": node.ready.load(std::sync::atomic::Ordering::Relaxed),
+        "deny_list_entries": node.view.deny.len(),
+        "trusted_keys": keys.published(),
+        "members": members,
+    })))
 }

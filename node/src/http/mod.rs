@@ -6,6 +6,7 @@
 //! | `GET /v1/check[/{path}]` | [`gate`] |
 //! | `/admin/v1/…` | [`admin`] |
 //! | `/.well-known/…`, `/metrics`, `/healthz`, `/readyz` | [`ops`] |
+//! | `GET /cluster/v1/snapshot` (peers only, sealed) | [`peer`] |
 
 mod admin;
 pub mod error;
@@ -14,8 +15,8 @@ pub mod gate;
 mod oauth;
 mod ops;
 mod path;
+mod peer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,8 +36,8 @@ use crate::node::{Handles, StartError};
 /// Largest body the admin API accepts.
 const MAX_JSON_BYTES: usize = 16 * 1024;
 
-/// Binds the listen address and builds the server (not yet polled).
-pub fn serve(node: Arc<Handles>) -> Result<(SocketAddr, Server), StartError> {
+/// Builds the server on a bound listener (not yet polled).
+pub fn serve(node: Arc<Handles>, listener: std::net::TcpListener) -> Result<Server, StartError> {
     let addr = node.config.listen;
     let workers = match node.config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -65,10 +66,9 @@ pub fn serve(node: Arc<Handles>) -> Result<(SocketAddr, Server), StartError> {
     })
     .workers(workers)
     .shutdown_timeout(10)
-    .bind(addr)
+    .listen(listener)
     .map_err(|source| StartError::Bind { addr, source })?;
-    let bound = server.addrs().first().copied().unwrap_or(addr);
-    Ok((bound, server.run()))
+    Ok(server.run())
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -84,6 +84,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/metrics").route(web::get().to(ops::metrics)))
         .service(endpoint("/healthz").route(web::get().to(ops::healthz)))
         .service(endpoint("/readyz").route(web::get().to(ops::readyz)))
+        .service(endpoint(crate::cluster::snapshot::PATH).route(web::get().to(peer::snapshot)))
         .service(
             web::scope("/admin/v1")
                 .service(
@@ -92,6 +93,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(admin::list_revocations)),
                 )
                 .service(endpoint("/keys").route(web::get().to(admin::keys)))
+                .service(endpoint("/cluster").route(web::get().to(admin::cluster)))
                 .service(endpoint("/keys/rotate").route(web::post().to(admin::rotate))),
         );
 }

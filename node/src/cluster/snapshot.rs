@@ -1,0 +1,231 @@
+//! Catch-up by snapshot: a node that starts, restarts or rejoins fetches the whole
+//! shared state from a live peer over HTTP instead of waiting for gossip to trickle it
+//! in, and reports ready only once it has applied it.
+//!
+//! Both directions are sealed with the cluster key (see [`Sealer`]): the request
+//! carries a sealed, timestamped marker, the response body is a sealed bincode
+//! [`Snapshot`]. Peers and on-path observers without the secret can neither fetch nor
+//! read nor forge one.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::gossip::{merge_revocations, Members, Peers};
+use super::seal::Sealer;
+use super::transport::REPLAY_WINDOW_MS;
+use crate::issuer::{ListSpends, MergeSpends, PeerSpend};
+use crate::journal::Record;
+use crate::keys::PublicKeyRecord;
+use crate::metrics as m;
+use crate::node::Handles;
+use crate::revocation::Revocation;
+use crate::store::Append;
+use crate::verifier::actor::InstallPeerKeys;
+
+/// Path of the snapshot endpoint.
+pub const PATH: &str = "/cluster/v1/snapshot";
+/// Header carrying the sealed request marker.
+pub const HEADER: &str = "x-portcullis-cluster";
+const REQUEST_MARKER: &[u8] = b"portcullis snapshot request v1";
+/// Largest snapshot accepted (about ten million revocations).
+const MAX_SNAPSHOT: usize = 1 << 30;
+
+/// Everything a node needs to enforce what the cluster knows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Node that produced it.
+    pub node_id: String,
+    /// Every live revocation it holds, whoever originated it.
+    pub revocations: Vec<Revocation>,
+    /// The latest spent generation of every family it knows.
+    pub spends: Vec<PeerSpend>,
+    /// Every node's public keys it trusts, by owner.
+    pub keys: Vec<(String, Vec<PublicKeyRecord>)>,
+}
+
+/// The sealed header value for a snapshot request made now.
+pub fn request_header(sealer: &Sealer, now_ms: u64) -> String {
+    URL_SAFE_NO_PAD.encode(sealer.seal_message(REQUEST_MARKER, now_ms))
+}
+
+/// Whether a request header is a fresh, authentic snapshot request.
+pub fn request_is_authentic(sealer: &Sealer, header: &str, now_ms: u64) -> bool {
+    let Ok(sealed) = URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
+    match sealer.open(&sealed) {
+        Ok((_, sent_at, marker)) => {
+            marker == REQUEST_MARKER && sent_at.abs_diff(now_ms) <= REPLAY_WINDOW_MS
+        }
+        Err(_) => false,
+    }
+}
+
+/// Builds this node's snapshot.
+pub async fn build(node: &Handles) -> Snapshot {
+    let spends = node.issuer.send(ListSpends).await.unwrap_or_default();
+    let mut keys: Vec<(String, Vec<PublicKeyRecord>)> = Vec::new();
+    for key in node.view.keys().published() {
+        match keys.iter_mut().find(|(owner, _)| *owner == key.owner) {
+            Some((_, records)) => records.push(key.record()),
+            None => keys.push((key.owner.clone(), vec![key.record()])),
+        }
+    }
+    Snapshot {
+        node_id: node.node_id.clone(),
+        revocations: node.view.deny.snapshot(),
+        spends,
+        keys,
+    }
+}
+
+/// Seals a snapshot for the wire.
+pub fn seal(sealer: &Sealer, snapshot: &Snapshot, now_ms: u64) -> Vec<u8> {
+    let bytes = bincode::serde::encode_to_vec(snapshot, bincode::config::standard())
+        .expect("snapshots always encode");
+    sealer.seal_message(&bytes, now_ms)
+}
+
+fn open(sealer: &Sealer, body: &[u8], now_ms: u64) -> Result<Snapshot, String> {
+    let (_, sent_at, bytes) = sealer
+        .open(body)
+        .map_err(|e| format!("snapshot rejected: {e}"))?;
+    if sent_at.abs_diff(now_ms) > REPLAY_WINDOW_MS {
+        return Err("snapshot is stale".into());
+    }
+    let config = bincode::config::standard().with_limit::<MAX_SNAPSHOT>();
+    let (snapshot, _): (Snapshot, usize) = bincode::serde::decode_from_slice(&bytes, config)
+        .map_err(|e| format!("snapshot undecodable: {e}"))?;
+    Ok(snapshot)
+}
+
+/// Counts of what a catch-up applied.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Revocations in the snapshot.
+    pub revocations: usize,
+    /// Spends in the snapshot.
+    pub spends: usize,
+    /// Peers whose keys were installed.
+    pub key_owners: usize,
+}
+
+/// Applies a peer's snapshot through the same durable paths as gossip.
+pub async fn apply(snapshot: Snapshot, peers: &Peers, own_id: &str) -> Applied {
+    let applied = Applied {
+        revocations: snapshot.revocations.len(),
+        spends: snapshot.spends.len(),
+        key_owners: snapshot
+            .keys
+            .iter()
+            .filter(|(owner, _)| owner != own_id)
+            .count(),
+    };
+    merge_revocations(snapshot.revocations, peers).await;
+    let forks = peers
+        .issuer
+        .send(MergeSpends(snapshot.spends))
+        .await
+        .unwrap_or_default();
+    if !forks.is_empty() {
+        tracing::warn!(
+            forks = forks.len(),
+            "snapshot shows families spent here and elsewhere"
+        );
+    }
+    for (owner, keys) in snapshot
+        .keys
+        .into_iter()
+        .filter(|(owner, _)| owner != own_id)
+    {
+        let keys: Vec<PublicKeyRecord> = keys.into_iter().filter(|k| k.is_consistent()).collect();
+        let record = Record::PeerKeys {
+            node_id: owner.clone(),
+            keys: keys.clone(),
+        };
+        if matches!(peers.store.send(Append(vec![record])).await, Ok(Ok(()))) {
+            let _ = peers
+                .verifier
+                .send(InstallPeerKeys {
+                    node_id: owner,
+                    keys,
+                })
+                .await;
+        }
+    }
+    applied
+}
+
+/// Waits for a live peer, fetches its snapshot, applies it and marks the node ready.
+/// Gives up waiting after `timeout` and serves with what it has (logged and counted).
+pub async fn catch_up(node: Arc<Handles>, peers: Peers, sealer: Arc<Sealer>, timeout: Duration) {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain HTTP client always builds");
+    while started.elapsed() < timeout {
+        for url in peer_urls(&node).await {
+            match fetch(&client, &sealer, &url, &peers).await {
+                Ok(snapshot) => {
+                    let from = snapshot.node_id.clone();
+                    let applied = apply(snapshot, &peers, &node.node_id).await;
+                    metrics::counter!(m::CATCHUPS, "outcome" => "ok").increment(1);
+                    tracing::info!(
+                        from = %from,
+                        revocations = applied.revocations,
+                        spends = applied.spends,
+                        peers_keys = applied.key_owners,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "catch-up complete"
+                    );
+                    node.ready.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Err(error) => tracing::warn!(peer = %url, %error, "catch-up from peer failed"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    metrics::counter!(m::CATCHUPS, "outcome" => "timeout").increment(1);
+    tracing::warn!("no peer answered for catch-up; serving with local state only");
+    node.ready.store(true, Ordering::Relaxed);
+}
+
+async fn peer_urls(node: &Handles) -> Vec<String> {
+    let Some(gossip) = &node.gossip else {
+        return Vec::new();
+    };
+    let members = gossip.send(Members).await.unwrap_or_default();
+    members
+        .into_iter()
+        .filter(|m| m.state == "live")
+        .filter_map(|m| m.http)
+        .collect()
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    sealer: &Sealer,
+    base: &str,
+    peers: &Peers,
+) -> Result<Snapshot, String> {
+    let url = format!("{}{PATH}", base.trim_end_matches('/'));
+    let header = request_header(sealer, peers.clock.now_ms());
+    let response = client
+        .get(&url)
+        .header(HEADER, header)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    open(sealer, &body, peers.clock.now_ms())
+}
