@@ -20,7 +20,7 @@ use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig
 use crate::clock::SharedClock;
 use crate::cluster::gossip::{Gossip, Peers, PublishRevocations};
 use crate::cluster::seal::Sealer;
-use crate::cluster::snapshot::catch_up;
+use crate::cluster::snapshot::{catch_up, catch_up_on_reset};
 use crate::cluster::transport::SealedTransport;
 use crate::cluster::wire;
 use crate::config::{ClusterSettings, Config};
@@ -211,7 +211,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         .as_ref()
         .map(|c| Arc::new(Sealer::new(&c.secret, &c.cluster_id)));
     // A node with peers to learn from serves only once it has caught up with them.
-    let must_catch_up = config.cluster.as_ref().is_some_and(|c| !c.seeds.is_empty());
+    let must_catch_up = config.cluster.as_ref().is_some_and(has_other_seeds);
+    let (resets_tx, resets) = tokio::sync::mpsc::unbounded_channel();
 
     let mut handles = Handles {
         config: Arc::new(config),
@@ -243,11 +244,23 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let clock = handles.clock.clone();
-        let gossip = start_gossip(&cluster, &handles.node_id, &http, peers.clone(), clock).await?;
+        let gossip = start_gossip(
+            &cluster,
+            &handles.node_id,
+            &http,
+            peers.clone(),
+            clock,
+            resets_tx,
+        )
+        .await?;
         handles.gossip = Some(gossip);
     }
     let handles = Arc::new(handles);
     let server = crate::http::serve(handles.clone(), listener)?;
+    if let Some(sealer) = handles.sealer.clone() {
+        let task = catch_up_on_reset(handles.clone(), peers.clone(), sealer, resets);
+        actix_web::rt::spawn(task);
+    }
     if must_catch_up {
         let cluster = handles
             .config
@@ -272,6 +285,7 @@ async fn start_gossip(
     http: &str,
     peers: Peers,
     clock: SharedClock,
+    resets: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<Addr<Gossip>, StartError> {
     let sealer = Arc::new(Sealer::new(&cluster.secret, &cluster.cluster_id));
     let transport = SealedTransport::new(sealer, clock.clone());
@@ -294,7 +308,9 @@ async fn start_gossip(
         seed_nodes: cluster.seeds.clone(),
         failure_detector_config,
         marked_for_deletion_grace_period: Duration::from_secs(3600),
-        catchup_callback: None,
+        catchup_callback: Some(Box::new(move || {
+            let _ = resets.send(());
+        })),
         extra_liveness_predicate: None,
     };
     let initial = vec![
@@ -312,6 +328,16 @@ async fn start_gossip(
         "gossip started"
     );
     Ok(Gossip::new(handle, node_id.to_owned(), cluster.gossip_interval, peers).start())
+}
+
+/// Whether any seed is someone other than this node (a lone first node has nobody to
+/// catch up from).
+fn has_other_seeds(cluster: &ClusterSettings) -> bool {
+    let own = [
+        cluster.gossip_advertise.to_string(),
+        cluster.gossip_listen.to_string(),
+    ];
+    cluster.seeds.iter().any(|seed| !own.contains(seed))
 }
 
 /// What a node finds in its data directory.

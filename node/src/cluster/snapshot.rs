@@ -165,36 +165,60 @@ pub async fn apply(snapshot: Snapshot, peers: &Peers, own_id: &str) -> Applied {
 /// Gives up waiting after `timeout` and serves with what it has (logged and counted).
 pub async fn catch_up(node: Arc<Handles>, peers: Peers, sealer: Arc<Sealer>, timeout: Duration) {
     let started = Instant::now();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("a plain HTTP client always builds");
     while started.elapsed() < timeout {
-        for url in peer_urls(&node).await {
-            match fetch(&client, &sealer, &url, &peers).await {
-                Ok(snapshot) => {
-                    let from = snapshot.node_id.clone();
-                    let applied = apply(snapshot, &peers, &node.node_id).await;
-                    metrics::counter!(m::CATCHUPS, "outcome" => "ok").increment(1);
-                    tracing::info!(
-                        from = %from,
-                        revocations = applied.revocations,
-                        spends = applied.spends,
-                        peers_keys = applied.key_owners,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "catch-up complete"
-                    );
-                    node.ready.store(true, Ordering::Relaxed);
-                    return;
-                }
-                Err(error) => tracing::warn!(peer = %url, %error, "catch-up from peer failed"),
-            }
+        if catch_up_once(&node, &peers, &sealer).await {
+            node.ready.store(true, Ordering::Relaxed);
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     metrics::counter!(m::CATCHUPS, "outcome" => "timeout").increment(1);
     tracing::warn!("no peer answered for catch-up; serving with local state only");
     node.ready.store(true, Ordering::Relaxed);
+}
+
+/// Re-runs a catch-up each time chitchat reports that this node fell so far behind
+/// that a peer reset its view of it (the signal arrives on `resets`).
+pub async fn catch_up_on_reset(
+    node: Arc<Handles>,
+    peers: Peers,
+    sealer: Arc<Sealer>,
+    mut resets: tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    while resets.recv().await.is_some() {
+        while resets.try_recv().is_ok() {}
+        tracing::info!("gossip reports this node lagging; catching up by snapshot");
+        catch_up_once(&node, &peers, &sealer).await;
+    }
+}
+
+/// One pass over the live peers; true once a snapshot was applied.
+async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a plain HTTP client always builds");
+    for url in peer_urls(node).await {
+        match fetch(&client, sealer, &url, peers).await {
+            Ok(snapshot) => {
+                let from = snapshot.node_id.clone();
+                let applied = apply(snapshot, peers, &node.node_id).await;
+                metrics::counter!(m::CATCHUPS, "outcome" => "ok").increment(1);
+                tracing::info!(
+                    from = %from,
+                    revocations = applied.revocations,
+                    spends = applied.spends,
+                    peers_keys = applied.key_owners,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "catch-up complete"
+                );
+                return true;
+            }
+            Err(error) => tracing::warn!(peer = %url, %error, "catch-up from peer failed"),
+        }
+    }
+    false
 }
 
 async fn peer_urls(node: &Handles) -> Vec<String> {
