@@ -76,6 +76,8 @@ pub struct Gossip {
     pending_revocations: Vec<Revocation>,
     pending_spends: Vec<Spend>,
     next_seq: u64,
+    /// This node's batch keys and when their last entry expires.
+    own_batches: Vec<(String, u64)>,
     /// Per peer incarnation, the highest key version already merged.
     merged: HashMap<ChitchatId, u64>,
     /// Per member, last heartbeat seen and when it advanced.
@@ -96,6 +98,7 @@ impl Gossip {
             pending_revocations: Vec::new(),
             pending_spends: Vec::new(),
             next_seq: 0,
+            own_batches: Vec::new(),
             merged: HashMap::new(),
             heard: HashMap::new(),
             live: Vec::new(),
@@ -127,17 +130,42 @@ impl Gossip {
         ctx.wait(finish);
     }
 
-    fn take_outgoing(&mut self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for value in wire::batches(&std::mem::take(&mut self.pending_revocations)) {
-            out.push((format!("{}{:08}", wire::REVOCATIONS, self.next_seq), value));
-            self.next_seq += 1;
+    /// New batch keys to write, and this node's batch keys whose every entry has
+    /// expired (deleted so that gossip state stays bounded).
+    fn take_outgoing(&mut self) -> Outgoing {
+        let mut out = Outgoing::default();
+        let revocations = std::mem::take(&mut self.pending_revocations);
+        for (value, range) in wire::batches(&revocations) {
+            let expires = revocations[range]
+                .iter()
+                .map(|r| r.expires_ms)
+                .max()
+                .unwrap_or(0);
+            self.add_batch(&mut out, wire::REVOCATIONS, value, expires);
         }
-        for value in wire::batches(&std::mem::take(&mut self.pending_spends)) {
-            out.push((format!("{}{:08}", wire::SPENDS, self.next_seq), value));
-            self.next_seq += 1;
+        let spends = std::mem::take(&mut self.pending_spends);
+        for (value, range) in wire::batches(&spends) {
+            let expires = spends[range]
+                .iter()
+                .map(|s| s.expires_ms)
+                .max()
+                .unwrap_or(0);
+            self.add_batch(&mut out, wire::SPENDS, value, expires);
         }
+        let now = self.peers.clock.now_ms();
+        let (expired, live) = std::mem::take(&mut self.own_batches)
+            .into_iter()
+            .partition(|(_, expires)| *expires <= now);
+        self.own_batches = live;
+        out.delete = expired.into_iter().map(|(key, _)| key).collect();
         out
+    }
+
+    fn add_batch(&mut self, out: &mut Outgoing, prefix: &str, value: String, expires: u64) {
+        let key = format!("{prefix}{:08}", self.next_seq);
+        self.next_seq += 1;
+        self.own_batches.push((key.clone(), expires));
+        out.set.push((key, value));
     }
 
     /// Updates membership views, logs joins and deaths, advances merge watermarks.
@@ -204,10 +232,20 @@ struct Round {
     members: Vec<Member>,
 }
 
-fn publish(chitchat: &mut Chitchat, outgoing: Vec<(String, String)>, keys: &[PublicKeyRecord]) {
+/// Keys this node writes in a round, and keys it deletes.
+#[derive(Default)]
+struct Outgoing {
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+}
+
+fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]) {
     let state = chitchat.self_node_state();
-    for (key, value) in outgoing {
+    for (key, value) in outgoing.set {
         state.set(key, value);
+    }
+    for key in outgoing.delete {
+        state.delete(&key);
     }
     let keys = wire::encode(&keys.to_vec());
     if state.get(wire::KEYS) != Some(keys.as_str()) {

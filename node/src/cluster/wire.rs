@@ -12,6 +12,8 @@
 //! | `rev.<seq>` | a batch of revocations this node originated, never rewritten |
 //! | `spent.<seq>` | a batch of refresh generations this node accepted, never rewritten |
 
+use std::ops::Range;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -78,8 +80,9 @@ pub fn decode<T: DeserializeOwned>(text: &str) -> Option<T> {
     (used == bytes.len()).then_some(value)
 }
 
-/// Splits `items` into encoded batches each under [`MAX_VALUE_BYTES`].
-pub fn batches<T: Serialize + Clone>(items: &[T]) -> Vec<String> {
+/// Splits `items` into encoded batches each under [`MAX_VALUE_BYTES`], with the
+/// range of items each holds.
+pub fn batches<T: Serialize + Clone>(items: &[T]) -> Vec<(String, Range<usize>)> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < items.len() {
@@ -89,7 +92,7 @@ pub fn batches<T: Serialize + Clone>(items: &[T]) -> Vec<String> {
             end = start + (end - start) / 2;
             value = encode(&items[start..end].to_vec());
         }
-        out.push(value);
+        out.push((value, start..end));
         start = end;
     }
     out
@@ -128,10 +131,10 @@ mod tests {
         let all: Vec<Revocation> = (0..5_000).map(revocation).collect();
         let values = batches(&all);
         assert!(values.len() > 1);
-        assert!(values.iter().all(|v| v.len() <= MAX_VALUE_BYTES));
+        assert!(values.iter().all(|(v, _)| v.len() <= MAX_VALUE_BYTES));
         let back: Vec<Revocation> = values
             .iter()
-            .flat_map(|v| revocations(v).expect("decodes"))
+            .flat_map(|(v, _)| revocations(v).expect("decodes"))
             .collect();
         assert_eq!(back, all);
     }
