@@ -319,6 +319,18 @@ pub struct PeerSpend {
     pub spender: String,
 }
 
+impl PeerSpend {
+    /// The journal record of this spend.
+    pub fn record(&self) -> Record {
+        Record::RefreshUsed {
+            family: self.family.clone(),
+            generation: self.generation,
+            expires_ms: self.expires_ms,
+            spender: self.spender.clone(),
+        }
+    }
+}
+
 /// Merge peers' spends. Answers the families that forked: one generation spent by two
 /// different nodes inside the gossip window. Those must be revoked.
 #[derive(Message)]

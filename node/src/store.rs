@@ -68,7 +68,13 @@ impl Store {
                 Record::RefreshUsed { family, .. } => Latest::Family(family.clone()),
                 Record::PeerKeys { node_id, .. } => Latest::PeerKeys(node_id.clone()),
             };
-            if self.latest.insert(subject, record).is_some() {
+            let replaces = self
+                .latest
+                .get(&subject)
+                .is_none_or(|kept| newer(&record, kept));
+            if replaces {
+                self.dead += usize::from(self.latest.insert(subject, record).is_some());
+            } else {
                 self.dead += 1;
             }
         }
@@ -96,6 +102,22 @@ impl Store {
             }
             Err(error) => tracing::error!(%error, "journal compaction failed; will retry"),
         }
+    }
+}
+
+/// Whether `record` should replace `kept`: a later generation of a family (an older
+/// one learned late must not roll it back), or any newer key set of a peer.
+fn newer(record: &Record, kept: &Record) -> bool {
+    match (record, kept) {
+        (
+            Record::RefreshUsed {
+                generation: new, ..
+            },
+            Record::RefreshUsed {
+                generation: old, ..
+            },
+        ) => new > old,
+        _ => true,
     }
 }
 
@@ -184,5 +206,15 @@ mod tests {
             replayed,
             [revocation("long", 50_000), spent(COMPACT_MIN_DEAD as u32)]
         );
+    }
+
+    #[test]
+    fn a_generation_learned_late_does_not_roll_a_family_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(0);
+        let (journal, _) = Journal::open(dir.path()).expect("open");
+        let mut store = Store::new(journal, Vec::new(), Arc::new(clock));
+        store.absorb(vec![spent(5), spent(3)]);
+        assert_eq!(store.live(), [spent(5)]);
     }
 }

@@ -402,9 +402,19 @@ pub async fn merge_revocations(batch: Vec<Revocation>, peers: &Peers) {
     let _ = peers.verifier.send(Deny(fresh)).await;
 }
 
-/// Merges spends; revokes (durably, locally) and returns the families that forked.
-async fn merge_spends(spends: Vec<PeerSpend>, peers: &Peers) -> Vec<Revocation> {
+/// Journals and merges spends; revokes (durably, locally) and returns the families that
+/// forked.
+pub async fn merge_spends(spends: Vec<PeerSpend>, peers: &Peers) -> Vec<Revocation> {
     if spends.is_empty() {
+        return Vec::new();
+    }
+    // Journal first, so that a restart remembers what peers spent.
+    let records = spends.iter().map(PeerSpend::record).collect();
+    if !matches!(peers.store.send(Append(records)).await, Ok(Ok(()))) {
+        tracing::error!(
+            count = spends.len(),
+            "could not journal learned refresh spends; will retry"
+        );
         return Vec::new();
     }
     let forks = peers

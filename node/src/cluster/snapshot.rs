@@ -15,10 +15,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::gossip::{merge_revocations, Members, Peers};
+use super::gossip::{merge_revocations, merge_spends, Members, Peers};
 use super::seal::Sealer;
 use super::transport::REPLAY_WINDOW_MS;
-use crate::issuer::{ListSpends, MergeSpends, PeerSpend};
+use crate::issuer::{ListSpends, PeerSpend};
 use crate::journal::Record;
 use crate::keys::PublicKeyRecord;
 use crate::metrics as m;
@@ -127,11 +127,7 @@ pub async fn apply(snapshot: Snapshot, peers: &Peers, own_id: &str) -> Applied {
             .count(),
     };
     merge_revocations(snapshot.revocations, peers).await;
-    let forks = peers
-        .issuer
-        .send(MergeSpends(snapshot.spends))
-        .await
-        .unwrap_or_default();
+    let forks = merge_spends(snapshot.spends, peers).await;
     if !forks.is_empty() {
         tracing::warn!(
             forks = forks.len(),
