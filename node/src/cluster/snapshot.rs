@@ -188,13 +188,15 @@ pub async fn catch_up_on_reset(
     }
 }
 
-/// One pass over the live peers; true once a snapshot was applied.
+/// One pass over the live peers, applying every snapshot obtained (one peer may lag
+/// behind another, so the union is what counts); true if at least one was applied.
 async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
     let started = Instant::now();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a plain HTTP client always builds");
+    let mut applied_any = false;
     for url in peer_urls(node).await {
         match fetch(&client, sealer, &url, peers).await {
             Ok(snapshot) => {
@@ -207,14 +209,17 @@ async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
                     spends = applied.spends,
                     peers_keys = applied.key_owners,
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "catch-up complete"
+                    "catch-up from peer complete"
                 );
-                return true;
+                applied_any = true;
             }
-            Err(error) => tracing::warn!(peer = %url, %error, "catch-up from peer failed"),
+            Err(error) => {
+                metrics::counter!(m::CATCHUPS, "outcome" => "failed").increment(1);
+                tracing::warn!(peer = %url, %error, "catch-up from peer failed");
+            }
         }
     }
-    false
+    applied_any
 }
 
 async fn peer_urls(node: &Handles) -> Vec<String> {
