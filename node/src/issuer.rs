@@ -240,7 +240,7 @@ pub struct SpendRefresh {
     pub expires_ms: u64,
 }
 
-/// The generation presented was already spent (or is out of order).
+/// The generation presented was already spent.
 #[derive(Debug, thiserror::Error)]
 #[error("refresh token was already used")]
 pub struct RefreshReused;
@@ -253,7 +253,9 @@ impl Handler<SpendRefresh> for Issuer {
             .families
             .get(&msg.family)
             .map_or(0, |f| f.next_generation);
-        if msg.generation != expected {
+        // Only an older generation is reuse. A newer one proves its predecessor was
+        // spent on another node whose spend has not reached us yet: accept it.
+        if msg.generation < expected {
             return Err(RefreshReused);
         }
         let node_id = self.node_id.clone();

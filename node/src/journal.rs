@@ -49,14 +49,25 @@ pub enum Record {
         /// Its live public keys.
         keys: Vec<PublicKeyRecord>,
     },
+    /// A revocation this node originated: after a restart it is gossiped again, since
+    /// a crash may have come before gossip carried it.
+    RevokeOwn(Revocation),
 }
 
 impl Record {
+    /// The revocation a record carries, whoever originated it.
+    pub fn revocation(&self) -> Option<&Revocation> {
+        match self {
+            Self::Revoke(r) | Self::RevokeOwn(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// When the record stops mattering. A peer's key set matters while any of its keys
     /// may still verify; a key without a scheduled end keeps it forever.
     pub fn expires_ms(&self) -> u64 {
         match self {
-            Self::Revoke(r) => r.expires_ms,
+            Self::Revoke(r) | Self::RevokeOwn(r) => r.expires_ms,
             Self::RefreshUsed { expires_ms, .. } => *expires_ms,
             Self::PeerKeys { keys, .. } => keys
                 .iter()

@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 
 use crate::clock::SharedClock;
-use crate::cluster::gossip::{Gossip, Peers, PublishRevocations};
+use crate::cluster::gossip::{Gossip, Originated, Peers, PublishRevocations};
 use crate::cluster::seal::Sealer;
 use crate::cluster::snapshot::{catch_up, catch_up_on_reset};
 use crate::cluster::transport::SealedTransport;
@@ -73,7 +73,7 @@ impl Handles {
     /// cluster, the gossip queue. Returns only once the entry is durable and enforced
     /// here, so a caller may acknowledge it.
     pub async fn revoke(&self, entries: Vec<Revocation>) -> Result<(), NotDurable> {
-        let records = entries.iter().cloned().map(Record::Revoke).collect();
+        let records = entries.iter().cloned().map(Record::RevokeOwn).collect();
         match self.store.send(Append(records)).await {
             Ok(Ok(())) => {}
             _ => return Err(NotDurable),
@@ -171,7 +171,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     let mut peer_keys = HashMap::new();
     for record in &records {
         match record {
-            Record::Revoke(entry) => {
+            Record::Revoke(entry) | Record::RevokeOwn(entry) => {
                 view.deny.insert(entry.clone());
             }
             Record::PeerKeys { node_id, keys } => {
@@ -197,6 +197,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         node_id.clone(),
     );
     let issuer = issuer.start();
+    let own = Originated::from_journal(&records, &node_id);
     let store = Store::new(journal, records, clock.clone());
     let store = Store::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
     let peers = Peers {
@@ -251,6 +252,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
             peers.clone(),
             clock,
             resets_tx,
+            own,
         )
         .await?;
         handles.gossip = Some(gossip);
@@ -286,6 +288,7 @@ async fn start_gossip(
     peers: Peers,
     clock: SharedClock,
     resets: tokio::sync::mpsc::UnboundedSender<()>,
+    own: Originated,
 ) -> Result<Addr<Gossip>, StartError> {
     let sealer = Arc::new(Sealer::new(&cluster.secret, &cluster.cluster_id));
     let transport = SealedTransport::new(sealer, clock.clone());
@@ -327,7 +330,14 @@ async fn start_gossip(
         seeds = cluster.seeds.len(),
         "gossip started"
     );
-    Ok(Gossip::new(handle, node_id.to_owned(), cluster.gossip_interval, peers).start())
+    let gossip = Gossip::new(
+        handle,
+        node_id.to_owned(),
+        cluster.gossip_interval,
+        peers,
+        own,
+    );
+    Ok(gossip.start())
 }
 
 /// Whether any seed is someone other than this node (a lone first node has nobody to
@@ -383,20 +393,19 @@ fn recover(config: &Config, now: u64) -> Result<Recovered, StartError> {
 
 /// The configured node id, or the one kept in the data directory (created once).
 fn node_id(dir: &Path, configured: Option<String>) -> std::io::Result<String> {
-    let path = dir.join(NODE_ID_FILE);
     if let Some(id) = configured {
         return Ok(id);
     }
+    let path = dir.join(NODE_ID_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
-        Ok(_) | Err(_) if !path.exists() || std::fs::metadata(&path)?.len() == 0 => {
-            let id = format!("node-{}", &random_id()[..12]);
-            write_atomic(&path, id.as_bytes(), 0o600)?;
-            Ok(id)
-        }
-        Ok(_) => Ok(String::new()),
-        Err(e) => Err(e),
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
+    let id = format!("node-{}", &random_id()[..12]);
+    write_atomic(&path, id.as_bytes(), 0o600)?;
+    Ok(id)
 }
 
 fn schedule(config: &Config) -> Schedule {

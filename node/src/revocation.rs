@@ -140,7 +140,7 @@ impl DenyList {
     pub fn knows(&self, entry: &Revocation) -> bool {
         let (map, key) = self.slot(&entry.target);
         map.get(key)
-            .is_some_and(|existing| !covers_more(entry, &existing))
+            .is_some_and(|existing| merge(&existing, entry) == *existing)
     }
 
     /// Adds a revocation; a later one for the same subject or client widens the cut.
@@ -150,11 +150,10 @@ impl DenyList {
         let key = key.to_owned();
         match map.get_mut(&key) {
             Some(mut existing) => {
-                let wider = covers_more(&entry, &existing);
-                if wider {
-                    *existing = entry;
-                }
-                wider
+                let merged = merge(&existing, &entry);
+                let changed = merged != *existing;
+                *existing = merged;
+                changed
             }
             None => {
                 map.insert(key, entry);
@@ -209,12 +208,33 @@ impl DenyList {
     }
 }
 
-fn covers_more(new: &Revocation, old: &Revocation) -> bool {
-    let cut = |r: &Revocation| match r.target {
-        Target::Subject { before, .. } | Target::Client { before, .. } => before,
-        _ => 0,
-    };
-    cut(new) > cut(old) || (cut(new) == cut(old) && new.expires_ms > old.expires_ms)
+/// The union of two revocations of the same target: the later cut and the later
+/// expiry, so that no second entry can shorten or narrow the first.
+fn merge(kept: &Revocation, new: &Revocation) -> Revocation {
+    let mut merged = kept.clone();
+    merged.expires_ms = kept.expires_ms.max(new.expires_ms);
+    if let (
+        Target::Subject {
+            before: kept_cut, ..
+        }
+        | Target::Client {
+            before: kept_cut, ..
+        },
+        Target::Subject {
+            before: new_cut, ..
+        }
+        | Target::Client {
+            before: new_cut, ..
+        },
+    ) = (&mut merged.target, &new.target)
+    {
+        if *new_cut > *kept_cut {
+            *kept_cut = *new_cut;
+            merged.reason = new.reason;
+            merged.created_ms = new.created_ms;
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
@@ -294,6 +314,32 @@ mod tests {
         )));
         assert!(deny.covers(&facts("j", None, 60)));
         assert_eq!(deny.len(), 1);
+    }
+
+    #[test]
+    fn a_second_entry_never_shortens_or_narrows_the_first() {
+        let deny = DenyList::default();
+        deny.insert(entry(
+            Target::Client {
+                client_id: "web".into(),
+                before: 50,
+            },
+            1_000,
+        ));
+        let later_but_short = entry(
+            Target::Client {
+                client_id: "web".into(),
+                before: 60,
+            },
+            1,
+        );
+        assert!(!deny.knows(&later_but_short));
+        assert!(deny.insert(later_but_short));
+        assert_eq!(deny.prune(500), 0, "the earlier, longer entry still holds");
+        assert!(
+            deny.covers(&facts("j", None, 60)),
+            "and the later cut applies"
+        );
     }
 
     #[test]

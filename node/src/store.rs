@@ -10,7 +10,6 @@ use actix::prelude::*;
 
 use crate::clock::SharedClock;
 use crate::journal::{Journal, Record};
-use crate::revocation::Revocation;
 
 /// How often the journal is checked for compaction.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
@@ -34,8 +33,8 @@ enum Latest {
 /// Owns the journal file and the live state it holds.
 pub struct Store {
     journal: Journal,
-    /// Live revocations, in journal order.
-    revocations: Vec<Revocation>,
+    /// Live revocation records (learned and own), in journal order.
+    revocations: Vec<Record>,
     /// Spent generations per family and key sets per peer; earlier records for the same
     /// subject are dead weight.
     latest: HashMap<Latest, Record>,
@@ -61,8 +60,8 @@ impl Store {
     fn absorb(&mut self, records: Vec<Record>) {
         for record in records {
             let subject = match &record {
-                Record::Revoke(entry) => {
-                    self.revocations.push(entry.clone());
+                Record::Revoke(_) | Record::RevokeOwn(_) => {
+                    self.revocations.push(record);
                     continue;
                 }
                 Record::RefreshUsed { family, .. } => Latest::Family(family.clone()),
@@ -81,14 +80,14 @@ impl Store {
     }
 
     fn live(&self) -> Vec<Record> {
-        let revocations = self.revocations.iter().cloned().map(Record::Revoke);
+        let revocations = self.revocations.iter().cloned();
         revocations.chain(self.latest.values().cloned()).collect()
     }
 
     fn maybe_compact(&mut self) {
         let now = self.clock.now_ms();
         let before = self.revocations.len() + self.latest.len();
-        self.revocations.retain(|r| r.expires_ms > now);
+        self.revocations.retain(|r| r.expires_ms() > now);
         self.latest.retain(|_, record| record.expires_ms() > now);
         let live = self.revocations.len() + self.latest.len();
         self.dead += before - live;
@@ -167,7 +166,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::revocation::{Reason, Target};
+    use crate::revocation::{Reason, Revocation, Target};
 
     fn spent(generation: u32) -> Record {
         Record::RefreshUsed {

@@ -42,6 +42,42 @@ pub struct Peers {
     pub clock: SharedClock,
 }
 
+/// What this node originated, replayed from its journal at start.
+#[derive(Debug, Default)]
+pub struct Originated {
+    /// Live revocations it made.
+    pub revocations: Vec<Revocation>,
+    /// Live refresh spends it accepted.
+    pub spends: Vec<Spend>,
+}
+
+impl Originated {
+    /// Picks this node's own live records out of a journal replay.
+    pub fn from_journal(records: &[Record], node_id: &str) -> Self {
+        let mut own = Self::default();
+        for record in records {
+            match record {
+                Record::RevokeOwn(entry) => own.revocations.push(entry.clone()),
+                Record::RefreshUsed {
+                    family,
+                    generation,
+                    expires_ms,
+                    spender,
+                } if spender == node_id => {
+                    let spend = Spend {
+                        family: family.clone(),
+                        generation: *generation,
+                        expires_ms: *expires_ms,
+                    };
+                    own.spends.push(spend);
+                }
+                _ => {}
+            }
+        }
+        own
+    }
+}
+
 /// One member as the admin API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Member {
@@ -87,16 +123,24 @@ pub struct Gossip {
 }
 
 impl Gossip {
-    /// An actor over a started chitchat.
-    pub fn new(handle: ChitchatHandle, node_id: String, interval: Duration, peers: Peers) -> Self {
+    /// An actor over a started chitchat. `own` is what this node originated before a
+    /// restart (from its journal): published again, since a crash may have come before
+    /// gossip carried it. Peers that already have it drop it as known.
+    pub fn new(
+        handle: ChitchatHandle,
+        node_id: String,
+        interval: Duration,
+        peers: Peers,
+        own: Originated,
+    ) -> Self {
         Self {
             chitchat: handle.chitchat(),
             _handle: handle,
             node_id,
             interval,
             peers,
-            pending_revocations: Vec::new(),
-            pending_spends: Vec::new(),
+            pending_revocations: own.revocations,
+            pending_spends: own.spends,
             next_seq: 0,
             own_batches: Vec::new(),
             merged: HashMap::new(),
@@ -120,12 +164,23 @@ impl Gossip {
         };
         let apply = exchange.into_actor(self).then(|round, this, _| {
             this.observe(&round);
+            let marks: Vec<(ChitchatId, u64)> = round
+                .updates
+                .iter()
+                .map(|u| (u.from.clone(), u.version))
+                .collect();
             let peers = this.peers.clone();
             let own_id = this.node_id.clone();
-            async move { apply(round.updates, &peers, &own_id).await }.into_actor(this)
+            async move { (apply(round.updates, &peers, &own_id).await, marks) }.into_actor(this)
         });
-        let finish = apply.map(|forks: Vec<Revocation>, this, _| {
+        let finish = apply.map(|(applied, marks), this, _| {
+            // Advance only past what is durable; a failed round is merged again.
+            let Ok(forks) = applied else { return };
             this.pending_revocations.extend(forks);
+            for (from, version) in marks {
+                let mark = this.merged.entry(from).or_default();
+                *mark = (*mark).max(version);
+            }
         });
         ctx.wait(finish);
     }
@@ -168,7 +223,7 @@ impl Gossip {
         out.set.push((key, value));
     }
 
-    /// Updates membership views, logs joins and deaths, advances merge watermarks.
+    /// Updates membership views and logs joins and deaths.
     fn observe(&mut self, round: &Round) {
         let now = self.peers.clock.now_ms();
         for id in round.live.iter().filter(|id| !self.live.contains(id)) {
@@ -183,10 +238,6 @@ impl Gossip {
             if entry.0 != *heartbeat {
                 *entry = (heartbeat.clone(), now);
             }
-        }
-        for update in &round.updates {
-            let mark = self.merged.entry(update.from.clone()).or_default();
-            *mark = (*mark).max(update.version);
         }
         self.members = round
             .members
@@ -324,9 +375,20 @@ fn member(
 }
 
 /// Merges peers' updates; returns fork revocations that must be published in turn.
-async fn apply(updates: Vec<Update>, peers: &Peers, own_id: &str) -> Vec<Revocation> {
+/// A journal write failed while merging; the round's watermarks are not advanced, so
+/// the same updates are merged again next round (merging is idempotent).
+#[derive(Debug, Clone, Copy)]
+pub struct NotJournaled;
+
+/// Merges peers' updates; returns fork revocations that must be published in turn.
+async fn apply(
+    updates: Vec<Update>,
+    peers: &Peers,
+    own_id: &str,
+) -> Result<Vec<Revocation>, NotJournaled> {
     let mut revocations = Vec::new();
     let mut spends = Vec::new();
+    let mut keys = Vec::new();
     for update in updates {
         let from: &str = &update.from.node_id;
         if from == own_id {
@@ -338,11 +400,8 @@ async fn apply(updates: Vec<Update>, peers: &Peers, own_id: &str) -> Vec<Revocat
             let batch = wire::decode::<Vec<Spend>>(&update.value);
             batch.map(|b| spends.extend(b.into_iter().map(|s| s.by(from))))
         } else if update.key == wire::KEYS {
-            let keys = wire::decode::<Vec<PublicKeyRecord>>(&update.value);
-            match keys {
-                Some(keys) => install_keys(from, wire::consistent_keys(keys), peers).await,
-                None => None,
-            }
+            let decoded = wire::decode::<Vec<PublicKeyRecord>>(&update.value);
+            decoded.map(|k| keys.push((from.to_owned(), wire::consistent_keys(k))))
         } else {
             Some(())
         };
@@ -351,71 +410,87 @@ async fn apply(updates: Vec<Update>, peers: &Peers, own_id: &str) -> Vec<Revocat
             tracing::warn!(node.id = from, key = %update.key, "undecodable gossip value ignored");
         }
     }
-    merge_revocations(revocations, peers).await;
+    for (owner, owner_keys) in keys {
+        install_keys(owner, owner_keys, peers).await?;
+    }
+    merge_revocations(revocations, peers, true).await?;
     merge_spends(spends, peers).await
 }
 
-async fn install_keys(from: &str, keys: Vec<PublicKeyRecord>, peers: &Peers) -> Option<()> {
+/// Journals, then installs, one peer's key set.
+pub async fn install_keys(
+    owner: String,
+    keys: Vec<PublicKeyRecord>,
+    peers: &Peers,
+) -> Result<(), NotJournaled> {
     let record = Record::PeerKeys {
-        node_id: from.to_owned(),
+        node_id: owner.clone(),
         keys: keys.clone(),
     };
     if !matches!(peers.store.send(Append(vec![record])).await, Ok(Ok(()))) {
-        tracing::error!(
-            node.id = from,
-            "could not journal a peer's keys; not installing them"
-        );
-        return Some(());
+        tracing::error!(node.id = %owner, "could not journal a peer's keys; retrying next round");
+        return Err(NotJournaled);
     }
     let _ = peers
         .verifier
         .send(InstallPeerKeys {
-            node_id: from.to_owned(),
+            node_id: owner,
             keys,
         })
         .await;
-    Some(())
+    Ok(())
 }
 
-/// Journals, then applies, the revocations this node has not seen yet.
-pub async fn merge_revocations(batch: Vec<Revocation>, peers: &Peers) {
+/// Journals, then applies, the revocations this node has not seen yet. `measure_lag`
+/// records origin-to-here lag (not for snapshots, whose entries are old by nature).
+pub async fn merge_revocations(
+    batch: Vec<Revocation>,
+    peers: &Peers,
+    measure_lag: bool,
+) -> Result<(), NotJournaled> {
     let now = peers.clock.now_ms();
     let fresh: Vec<Revocation> = batch
         .into_iter()
         .filter(|r| r.expires_ms > now && !peers.view.deny.knows(r))
         .collect();
     if fresh.is_empty() {
-        return;
+        return Ok(());
     }
     let records = fresh.iter().cloned().map(Record::Revoke).collect();
     if !matches!(peers.store.send(Append(records)).await, Ok(Ok(()))) {
         tracing::error!(
             count = fresh.len(),
-            "could not journal learned revocations; will retry"
+            "could not journal learned revocations; retrying"
         );
-        return;
+        return Err(NotJournaled);
     }
-    for entry in &fresh {
-        let lag = now.saturating_sub(entry.created_ms) as f64 / 1000.0;
-        metrics::histogram!(m::PROPAGATION_LAG).record(lag);
+    if measure_lag {
+        for entry in &fresh {
+            let lag = now.saturating_sub(entry.created_ms) as f64 / 1000.0;
+            metrics::histogram!(m::PROPAGATION_LAG).record(lag);
+        }
     }
     let _ = peers.verifier.send(Deny(fresh)).await;
+    Ok(())
 }
 
 /// Journals and merges spends; revokes (durably, locally) and returns the families that
 /// forked.
-pub async fn merge_spends(spends: Vec<PeerSpend>, peers: &Peers) -> Vec<Revocation> {
+pub async fn merge_spends(
+    spends: Vec<PeerSpend>,
+    peers: &Peers,
+) -> Result<Vec<Revocation>, NotJournaled> {
     if spends.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     // Journal first, so that a restart remembers what peers spent.
     let records = spends.iter().map(PeerSpend::record).collect();
     if !matches!(peers.store.send(Append(records)).await, Ok(Ok(()))) {
         tracing::error!(
             count = spends.len(),
-            "could not journal learned refresh spends; will retry"
+            "could not journal learned refresh spends; retrying"
         );
-        return Vec::new();
+        return Err(NotJournaled);
     }
     let forks = peers
         .issuer
@@ -438,8 +513,8 @@ pub async fn merge_spends(spends: Vec<PeerSpend>, peers: &Peers) -> Vec<Revocati
             }
         })
         .collect();
-    merge_revocations(revocations.clone(), peers).await;
-    revocations
+    merge_revocations(revocations.clone(), peers, false).await?;
+    Ok(revocations)
 }
 
 /// Publish revocations this node made.

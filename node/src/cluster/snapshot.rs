@@ -15,17 +15,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::gossip::{merge_revocations, merge_spends, Members, Peers};
+use super::gossip::{
+    install_keys, merge_revocations, merge_spends, Members, NotJournaled, Peers, PublishRevocations,
+};
 use super::seal::Sealer;
 use super::transport::REPLAY_WINDOW_MS;
+use super::wire;
 use crate::issuer::{ListSpends, PeerSpend};
-use crate::journal::Record;
 use crate::keys::PublicKeyRecord;
 use crate::metrics as m;
 use crate::node::Handles;
 use crate::revocation::Revocation;
-use crate::store::Append;
-use crate::verifier::actor::InstallPeerKeys;
 
 /// Path of the snapshot endpoint.
 pub const PATH: &str = "/cluster/v1/snapshot";
@@ -115,46 +115,35 @@ pub struct Applied {
     pub key_owners: usize,
 }
 
-/// Applies a peer's snapshot through the same durable paths as gossip.
-pub async fn apply(snapshot: Snapshot, peers: &Peers, own_id: &str) -> Applied {
+/// Applies a peer's snapshot through the same durable paths as gossip. Returns what it
+/// held and the families found forked, whose revocations the caller must publish.
+pub async fn apply(
+    snapshot: Snapshot,
+    peers: &Peers,
+    own_id: &str,
+) -> Result<(Applied, Vec<Revocation>), NotJournaled> {
+    let others: Vec<(String, Vec<PublicKeyRecord>)> = snapshot
+        .keys
+        .into_iter()
+        .filter(|(owner, _)| owner != own_id)
+        .collect();
     let applied = Applied {
         revocations: snapshot.revocations.len(),
         spends: snapshot.spends.len(),
-        key_owners: snapshot
-            .keys
-            .iter()
-            .filter(|(owner, _)| owner != own_id)
-            .count(),
+        key_owners: others.len(),
     };
-    merge_revocations(snapshot.revocations, peers).await;
-    let forks = merge_spends(snapshot.spends, peers).await;
+    for (owner, keys) in others {
+        install_keys(owner, wire::consistent_keys(keys), peers).await?;
+    }
+    merge_revocations(snapshot.revocations, peers, false).await?;
+    let forks = merge_spends(snapshot.spends, peers).await?;
     if !forks.is_empty() {
         tracing::warn!(
             forks = forks.len(),
             "snapshot shows families spent here and elsewhere"
         );
     }
-    for (owner, keys) in snapshot
-        .keys
-        .into_iter()
-        .filter(|(owner, _)| owner != own_id)
-    {
-        let keys: Vec<PublicKeyRecord> = keys.into_iter().filter(|k| k.is_consistent()).collect();
-        let record = Record::PeerKeys {
-            node_id: owner.clone(),
-            keys: keys.clone(),
-        };
-        if matches!(peers.store.send(Append(vec![record])).await, Ok(Ok(()))) {
-            let _ = peers
-                .verifier
-                .send(InstallPeerKeys {
-                    node_id: owner,
-                    keys,
-                })
-                .await;
-        }
-    }
-    applied
+    Ok((applied, forks))
 }
 
 /// Waits for a live peer, fetches its snapshot, applies it and marks the node ready.
@@ -201,7 +190,13 @@ async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
         match fetch(&client, sealer, &url, peers).await {
             Ok(snapshot) => {
                 let from = snapshot.node_id.clone();
-                let applied = apply(snapshot, peers, &node.node_id).await;
+                let Ok((applied, forks)) = apply(snapshot, peers, &node.node_id).await else {
+                    metrics::counter!(m::CATCHUPS, "outcome" => "failed").increment(1);
+                    continue;
+                };
+                if let (Some(gossip), false) = (&node.gossip, forks.is_empty()) {
+                    gossip.do_send(PublishRevocations(forks));
+                }
                 metrics::counter!(m::CATCHUPS, "outcome" => "ok").increment(1);
                 tracing::info!(
                     from = %from,
@@ -250,6 +245,12 @@ async fn fetch(
         .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_SNAPSHOT as u64)
+    {
+        return Err("snapshot larger than the limit".into());
     }
     let body = response.bytes().await.map_err(|e| e.to_string())?;
     open(sealer, &body, peers.clock.now_ms())

@@ -63,7 +63,15 @@ impl std::fmt::Debug for ClusterSettings {
 
 /// Reads `[cluster]`; `listen` is the HTTP listen address, for the advertised URL.
 pub fn read_cluster(r: &mut Reader<'_>, mode: Mode, listen: SocketAddr) -> ClusterSettings {
-    let gossip_listen = socket(r, "gossip_listen").unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+    let gossip_listen = socket(r, "gossip_listen").unwrap_or_else(|| {
+        if !r.has_problem("gossip_listen") {
+            r.problem(
+                "gossip_listen",
+                "is required: the UDP address gossip binds (ip:port)",
+            );
+        }
+        ([127, 0, 0, 1], 0).into()
+    });
     let gossip_advertise = socket(r, "gossip_advertise").unwrap_or(gossip_listen);
     if gossip_advertise.ip().is_unspecified() {
         r.problem(

@@ -49,6 +49,12 @@ impl<'p> Reader<'p> {
         }
     }
 
+    /// Whether a problem was already recorded for `key`.
+    pub fn has_problem(&self, key: &str) -> bool {
+        let path = self.path(key);
+        self.problems.iter().any(|p| p.key == path)
+    }
+
     /// Records a problem with `key`.
     pub fn problem(&mut self, key: &str, message: impl Into<String>) {
         let key = self.path(key);
