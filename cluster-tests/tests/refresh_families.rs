@@ -5,7 +5,9 @@
 use std::sync::Barrier;
 
 use cluster_tests::api::{self, OAuthError, Tokens};
-use cluster_tests::{wait_until, Cluster, Options, Partition, PROPAGATION};
+use std::time::Duration;
+
+use cluster_tests::{holds_throughout, wait_until, Cluster, Options, Partition, PROPAGATION};
 
 /// Waits until no node accepts any of `tokens`.
 fn wait_revoked_everywhere(cluster: &Cluster, what: &str, tokens: &[&str]) {
@@ -131,4 +133,26 @@ fn the_same_generation_refreshed_at_once_on_two_nodes_ends_with_the_family_revok
             assert_invalid_grant(api::refresh(node.base(), branch.refresh()), &what);
         }
     }
+}
+
+#[test]
+fn a_client_that_switches_nodes_right_after_a_refresh_keeps_its_session() {
+    let cluster = Cluster::start(3, Options::default());
+    cluster.wait_converged();
+    let first = api::alice(cluster.node(1).base());
+    // Refresh on node 1, then at once use the new refresh token on node 2, before
+    // node 1's spend can have reached it: a newer generation is proof, not reuse.
+    let second = api::refresh(cluster.node(1).base(), first.refresh()).expect("refresh on 1");
+    let third = api::refresh(cluster.node(2).base(), second.refresh()).expect("refresh on 2");
+    // Once both spends have crossed, no node may take this for a fork.
+    holds_throughout(
+        "every node to keep accepting the session",
+        Duration::from_secs(1),
+        || {
+            cluster
+                .nodes()
+                .iter()
+                .all(|node| api::accepts(node.base(), &third.access))
+        },
+    );
 }
