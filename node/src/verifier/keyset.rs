@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwt_simple::algorithms::Ed25519PublicKey;
+use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::keys::{phase_at, Phase, PublicKeyRecord};
@@ -64,7 +64,7 @@ impl PublishedKey {
 /// An immutable set of trusted keys; replaced whole when anything changes.
 #[derive(Default)]
 pub struct KeySet {
-    by_kid: HashMap<String, Ed25519PublicKey>,
+    by_kid: HashMap<String, VerifyingKey>,
     published: Vec<PublishedKey>,
     jwks: String,
 }
@@ -86,8 +86,8 @@ impl KeySet {
         let by_kid = published
             .iter()
             .map(|k| {
-                let key = Ed25519PublicKey::from_bytes(&k.public)
-                    .expect("published keys come from valid key pairs");
+                let key = VerifyingKey::from_bytes(&k.public)
+                    .expect("published keys are checked valid Ed25519 points");
                 (k.kid.clone(), key)
             })
             .collect();
@@ -111,7 +111,7 @@ impl KeySet {
     }
 
     /// The verification key for `kid`.
-    pub fn get(&self, kid: &str) -> Option<&Ed25519PublicKey> {
+    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
         self.by_kid.get(kid)
     }
 

@@ -2,22 +2,19 @@
 //!
 //! [`VerifyView`] is what every HTTP worker reads: the trusted key set (swapped whole on
 //! change), the deny list (sharded), and the verification cache. Nothing on this path
-//! waits on an actor or a global lock; the [`actor::Verifier`] owns every write.
+//! waits on an actor or a global lock; the [`actor::Verifier`] owns every write. The JWS
+//! itself is checked by [`jws`].
 
 pub mod actor;
 mod cache;
+mod jws;
 mod keyset;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use jwt_simple::algorithms::EdDSAPublicKeyLike;
 use jwt_simple::claims::{Audiences, JWTClaims};
-use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::Duration as JwtDuration;
-use jwt_simple::token::Token;
-use jwt_simple::JWTError;
 use serde::de::DeserializeOwned;
 
 pub use cache::VerifyCache;
@@ -25,7 +22,7 @@ pub use keyset::{KeySet, PublishedKey};
 
 use crate::clock::SharedClock;
 use crate::revocation::{DenyList, TokenFacts};
-use crate::tokens::{AccessExtra, RefreshExtra, ACCESS_TYP, ALG, MAX_TOKEN_BYTES, REFRESH_TYP};
+use crate::tokens::{AccessExtra, RefreshExtra, ACCESS_TYP, MAX_TOKEN_BYTES, REFRESH_TYP};
 
 /// Why a token was refused. Each variant is a metric label and an error description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -211,7 +208,7 @@ impl VerifyView {
         }
         metrics::counter!(crate::metrics::VERIFY_CACHE, "result" => "miss").increment(1);
 
-        let (kid, claims) = self.verify_jws::<AccessExtra>(token, ACCESS_TYP, now)?;
+        let (kid, claims) = self.verify_jws::<AccessExtra>(token, ACCESS_TYP)?;
         let claims = self.check_registered(claims, now)?;
         let audiences = audiences_of(&claims)?;
         if !audiences.iter().any(|a| self.audiences.contains(a)) {
@@ -247,7 +244,7 @@ impl VerifyView {
             return Err(Rejection::Oversized);
         }
         let now = self.clock.now_secs();
-        let (_, claims) = self.verify_jws::<RefreshExtra>(token, REFRESH_TYP, now)?;
+        let (_, claims) = self.verify_jws::<RefreshExtra>(token, REFRESH_TYP)?;
         let claims = self.check_registered(claims, now)?;
         if !audiences_of(&claims)?.iter().any(|a| a == &self.issuer) {
             return Err(Rejection::WrongAudience);
@@ -294,55 +291,38 @@ impl VerifyView {
         Ok(hit)
     }
 
-    /// Header checks (alg pinned, typ, known kid), then signature and time claims.
+    /// Header checks (alg pinned, typ, known kid), then the signature.
     fn verify_jws<T: DeserializeOwned>(
         &self,
         token: &str,
         typ: &str,
-        now: u64,
     ) -> Result<(String, JWTClaims<T>), Rejection> {
-        let meta = Token::decode_metadata(token).map_err(|_| Rejection::Malformed)?;
-        if meta.algorithm() != ALG {
-            return Err(Rejection::UnsupportedAlg);
-        }
-        let typ_ok = meta.signature_type().is_some_and(|t| {
-            t.eq_ignore_ascii_case(typ) || t.eq_ignore_ascii_case(&format!("application/{typ}"))
-        });
-        if !typ_ok {
-            return Err(Rejection::WrongType);
-        }
-        let kid = meta.key_id().ok_or(Rejection::UnknownKey)?.to_owned();
-        let keys = self.keys.load();
-        let key = keys.get(&kid).ok_or(Rejection::UnknownKey)?;
-        let options = VerificationOptions {
-            required_key_id: Some(kid.clone()),
-            max_token_length: Some(MAX_TOKEN_BYTES),
-            time_tolerance: Some(JwtDuration::from_secs(self.leeway_secs)),
-            artificial_time: Some(JwtDuration::from_secs(now)),
-            ..VerificationOptions::default()
-        };
-        let claims = key
-            .verify_token::<T>(token, Some(options))
-            .map_err(classify)?;
-        Ok((kid, claims))
+        jws::verify(token, typ, &self.keys.load())
     }
 
-    /// Issuer and presence of the time claims (jwt-simple checks them only if present).
+    /// Time claims (all required, checked with the leeway), then the issuer.
     fn check_registered<T>(
         &self,
         claims: JWTClaims<T>,
         now: u64,
     ) -> Result<JWTClaims<T>, Rejection> {
-        if claims.issuer.as_deref() != Some(self.issuer.as_str()) {
-            return Err(Rejection::WrongIssuer);
-        }
-        let (Some(_), Some(_), Some(nbf)) =
+        let (Some(exp), Some(iat), Some(nbf)) =
             (claims.expires_at, claims.issued_at, claims.invalid_before)
         else {
             return Err(Rejection::MissingClaim);
         };
-        if nbf.as_secs() > now + self.leeway_secs {
+        let leeway = self.leeway_secs;
+        if now > exp.as_secs().saturating_add(leeway) {
+            return Err(Rejection::Expired);
+        }
+        if nbf.as_secs() > now + leeway {
             return Err(Rejection::NotYetValid);
+        }
+        if iat.as_secs() > now + leeway {
+            return Err(Rejection::IssuedInFuture);
+        }
+        if claims.issuer.as_deref() != Some(self.issuer.as_str()) {
+            return Err(Rejection::WrongIssuer);
         }
         Ok(claims)
     }
@@ -369,21 +349,6 @@ fn audiences_of<T>(claims: &JWTClaims<T>) -> Result<Vec<String>, Rejection> {
         Some(Audiences::AsString(a)) => Ok(vec![a.clone()]),
         Some(Audiences::AsSet(set)) => Ok(set.iter().cloned().collect()),
         None => Err(Rejection::MissingClaim),
-    }
-}
-
-fn classify(error: jwt_simple::Error) -> Rejection {
-    match error.downcast_ref::<JWTError>() {
-        Some(JWTError::InvalidSignature) => Rejection::BadSignature,
-        Some(JWTError::TokenHasExpired) => Rejection::Expired,
-        Some(JWTError::TokenNotValidYet) => Rejection::NotYetValid,
-        Some(JWTError::ClockDrift) => Rejection::IssuedInFuture,
-        Some(JWTError::AlgorithmMismatch) => Rejection::UnsupportedAlg,
-        Some(JWTError::TokenTooLong) => Rejection::Oversized,
-        Some(JWTError::KeyIdentifierMismatch | JWTError::MissingJWTKeyIdentifier) => {
-            Rejection::UnknownKey
-        }
-        _ => Rejection::Malformed,
     }
 }
 

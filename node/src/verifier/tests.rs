@@ -247,3 +247,34 @@ fn a_cached_token_is_refused_once_its_key_is_gone() {
         Some(Rejection::UnknownKey)
     );
 }
+
+#[test]
+fn rejects_critical_headers_padding_and_truncated_signatures() {
+    let f = fixture();
+    let genuine = f.access();
+    let (header_b64, rest) = genuine.split_once('.').expect("compact JWS");
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).expect("b64")).expect("json");
+
+    let mut crit = header.clone();
+    crit["crit"] = serde_json::json!(["exp"]);
+    let with_crit = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(crit.to_string()));
+    assert_eq!(
+        f.view.verify_access(&with_crit).err(),
+        Some(Rejection::Malformed)
+    );
+
+    let padded = format!("{header_b64}=.{rest}");
+    assert_eq!(
+        f.view.verify_access(&padded).err(),
+        Some(Rejection::Malformed)
+    );
+
+    let (signed, signature) = genuine.rsplit_once('.').expect("three parts");
+    let short = format!("{signed}.{}", &signature[..signature.len() - 4]);
+    assert_eq!(
+        f.view.verify_access(&short).err(),
+        Some(Rejection::BadSignature)
+    );
+    assert!(f.view.verify_access(&genuine).is_ok());
+}
