@@ -29,9 +29,10 @@ pub type SignerSlot = Arc<ArcSwap<Signer>>;
 /// What is known about a family whose tokens have been refreshed.
 #[derive(Debug, Clone)]
 struct FamilyState {
-    /// The only generation that may be spent next.
+    /// The lowest generation that may be spent next; anything older is reuse.
     next_generation: u32,
-    /// The node that spent `next_generation - 1`; another spender of it is a fork.
+    /// The node that spent `next_generation - 1` (empty if unknown); another spender of
+    /// it is a fork.
     spender: String,
     /// When the state can be dropped, Unix ms (family end plus its last token's life).
     expires_ms: u64,
@@ -282,7 +283,7 @@ impl Handler<IsUnspent> for Issuer {
             .families
             .get(&msg.family)
             .map_or(0, |f| f.next_generation);
-        msg.generation == expected
+        msg.generation >= expected
     }
 }
 
@@ -302,7 +303,9 @@ impl Handler<Unspend> for Issuer {
     fn handle(&mut self, msg: Unspend, _: &mut Self::Context) {
         if let Some(state) = self.families.get_mut(&msg.family) {
             if state.next_generation == msg.generation + 1 {
+                // Who spent the generation before is no longer known here.
                 state.next_generation = msg.generation;
+                state.spender.clear();
             }
         }
     }
@@ -347,7 +350,9 @@ impl Handler<MergeSpends> for Issuer {
         for spend in msg.0 {
             let known = self.families.get(&spend.family);
             let forked = known.is_some_and(|state| {
-                state.next_generation == spend.generation + 1 && state.spender != spend.spender
+                state.next_generation == spend.generation + 1
+                    && !state.spender.is_empty()
+                    && state.spender != spend.spender
             });
             if forked {
                 forks.push(spend);

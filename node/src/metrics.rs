@@ -82,7 +82,10 @@ fn describe() {
         REVOCATIONS,
         "Revocations made on this node, by kind and reason"
     );
-    describe_counter!(REFRESH_REUSE, "Refresh tokens presented after being spent");
+    describe_counter!(
+        REFRESH_REUSE,
+        "Refresh families revoked for reuse or a cross-node fork"
+    );
     describe_counter!(KEY_ROTATIONS, "Signing-key rotations");
     describe_gauge!(DENY_LIST_ENTRIES, "Live entries in the deny list");
     describe_histogram!(

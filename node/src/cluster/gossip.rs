@@ -413,7 +413,7 @@ async fn apply(
     for (owner, owner_keys) in keys {
         install_keys(owner, owner_keys, peers).await?;
     }
-    merge_revocations(revocations, peers, true).await?;
+    merge_revocations(revocations, peers, Source::Gossip).await?;
     merge_spends(spends, peers).await
 }
 
@@ -441,12 +441,22 @@ pub async fn install_keys(
     Ok(())
 }
 
-/// Journals, then applies, the revocations this node has not seen yet. `measure_lag`
-/// records origin-to-here lag (not for snapshots, whose entries are old by nature).
+/// Where revocations being merged come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A peer's gossip: origin-to-here lag is measured.
+    Gossip,
+    /// A peer's snapshot: entries are old by nature, so no lag is measured.
+    Snapshot,
+    /// Made here (a detected fork): journaled as our own, to republish after a restart.
+    Own,
+}
+
+/// Journals, then applies, the revocations this node has not seen yet.
 pub async fn merge_revocations(
     batch: Vec<Revocation>,
     peers: &Peers,
-    measure_lag: bool,
+    source: Source,
 ) -> Result<(), NotJournaled> {
     let now = peers.clock.now_ms();
     let fresh: Vec<Revocation> = batch
@@ -456,7 +466,12 @@ pub async fn merge_revocations(
     if fresh.is_empty() {
         return Ok(());
     }
-    let records = fresh.iter().cloned().map(Record::Revoke).collect();
+    let record = if source == Source::Own {
+        Record::RevokeOwn
+    } else {
+        Record::Revoke
+    };
+    let records = fresh.iter().cloned().map(record).collect();
     if !matches!(peers.store.send(Append(records)).await, Ok(Ok(()))) {
         tracing::error!(
             count = fresh.len(),
@@ -464,7 +479,7 @@ pub async fn merge_revocations(
         );
         return Err(NotJournaled);
     }
-    if measure_lag {
+    if source == Source::Gossip {
         for entry in &fresh {
             let lag = now.saturating_sub(entry.created_ms) as f64 / 1000.0;
             metrics::histogram!(m::PROPAGATION_LAG).record(lag);
@@ -513,7 +528,7 @@ pub async fn merge_spends(
             }
         })
         .collect();
-    merge_revocations(revocations.clone(), peers, false).await?;
+    merge_revocations(revocations.clone(), peers, Source::Own).await?;
     Ok(revocations)
 }
 

@@ -16,7 +16,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::gossip::{
-    install_keys, merge_revocations, merge_spends, Members, NotJournaled, Peers, PublishRevocations,
+    install_keys, merge_revocations, merge_spends, Members, NotJournaled, Peers,
+    PublishRevocations, Source,
 };
 use super::seal::Sealer;
 use super::transport::REPLAY_WINDOW_MS;
@@ -135,7 +136,7 @@ pub async fn apply(
     for (owner, keys) in others {
         install_keys(owner, wire::consistent_keys(keys), peers).await?;
     }
-    merge_revocations(snapshot.revocations, peers, false).await?;
+    merge_revocations(snapshot.revocations, peers, Source::Snapshot).await?;
     let forks = merge_spends(snapshot.spends, peers).await?;
     if !forks.is_empty() {
         tracing::warn!(
@@ -192,6 +193,7 @@ async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
                 let from = snapshot.node_id.clone();
                 let Ok((applied, forks)) = apply(snapshot, peers, &node.node_id).await else {
                     metrics::counter!(m::CATCHUPS, "outcome" => "failed").increment(1);
+                    tracing::warn!(peer = %url, "catch-up from peer failed: journal write");
                     continue;
                 };
                 if let (Some(gossip), false) = (&node.gossip, forks.is_empty()) {
@@ -252,6 +254,13 @@ async fn fetch(
     {
         return Err("snapshot larger than the limit".into());
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_SNAPSHOT {
+            return Err("snapshot larger than the limit".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
     open(sealer, &body, peers.clock.now_ms())
 }

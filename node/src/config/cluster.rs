@@ -72,7 +72,16 @@ pub fn read_cluster(r: &mut Reader<'_>, mode: Mode, listen: SocketAddr) -> Clust
         }
         ([127, 0, 0, 1], 0).into()
     });
+    if gossip_listen.port() == 0 && !r.has_problem("gossip_listen") {
+        r.problem(
+            "gossip_listen",
+            "needs a fixed port: peers are told this address",
+        );
+    }
     let gossip_advertise = socket(r, "gossip_advertise").unwrap_or(gossip_listen);
+    if gossip_advertise.port() == 0 && !r.has_problem("gossip_listen") {
+        r.problem("gossip_advertise", "needs a fixed port");
+    }
     if gossip_advertise.ip().is_unspecified() {
         r.problem(
             "gossip_advertise",

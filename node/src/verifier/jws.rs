@@ -49,7 +49,8 @@ pub fn verify<T: DeserializeOwned>(
         return Err(Rejection::Malformed);
     }
     let header: Header = decode_json(header_b64)?;
-    if header.crit.is_some_and(|crit| !crit.is_empty()) {
+    // We understand no extension, and RFC 7515 forbids an empty list: any `crit` fails.
+    if header.crit.is_some() {
         return Err(Rejection::Malformed);
     }
     if header.alg != ALG {
