@@ -130,6 +130,11 @@ impl Node {
         self.process.is_some()
     }
 
+    /// The operating-system process id while the node runs (to read `/proc/<pid>/…`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|running| running.child.id())
+    }
+
     /// Launches the process; finish with [`Node::await_listening`].
     pub fn spawn(&self) -> Starting {
         assert!(!self.is_running(), "node {} is already running", self.id);
