@@ -1,3 +1,5 @@
+//! Tests of strict verification: each rejection class, and what a cache hit still checks.
+
 use std::sync::Arc;
 use std::time::Duration;
 

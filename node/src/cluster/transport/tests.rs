@@ -1,3 +1,5 @@
+//! Tests of the sealed transport: delivery, and every kind of hostile datagram dropped.
+
 use std::time::Duration;
 
 use chitchat::ChitchatMessage;
