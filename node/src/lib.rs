@@ -9,6 +9,7 @@
 //! - Actors that own state: [`issuer`] (keys, rotation, refresh families),
 //!   [`verifier::actor`] (key set and deny list), [`store`] (the durable journal).
 //! - The read path every request takes: [`verifier`] over [`revocation::DenyList`].
+//! - The cluster: [`cluster`] (sealed gossip transport, the gossip actor, snapshots).
 //! - Formats and persistence: [`tokens`], [`keys`], [`journal`], [`secrets`].
 //! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described).
 

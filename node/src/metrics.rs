@@ -34,7 +34,8 @@ pub const JOURNAL_FAILURES: &str = "portcullis_journal_write_failures_total";
 pub const GOSSIP_DATAGRAMS: &str = "portcullis_gossip_datagrams_total";
 /// Gossip bytes sent and received, by `direction`.
 pub const GOSSIP_BYTES: &str = "portcullis_gossip_bytes_total";
-/// Gossip datagrams dropped, by `reason` (malformed, bad_mac, stale, replayed, undecodable).
+/// Gossip datagrams dropped, by `reason` (malformed, bad_mac, stale, replayed,
+/// undecodable), and gossip values that did not decode (`bad_value`).
 pub const GOSSIP_REJECTED: &str = "portcullis_gossip_rejected_total";
 
 /// Cluster members by `state` (live, dead), as this node sees them.
