@@ -165,6 +165,14 @@ impl Journal {
         Ok(())
     }
 
+    /// Every intact record in the file, read afresh from disk (for compaction, so that
+    /// nobody has to keep a copy of the whole journal in memory).
+    pub fn records(&self) -> io::Result<Vec<Record>> {
+        let bytes = std::fs::read(&self.path)?;
+        let (records, _, _) = decode_all(&bytes[..(self.len as usize).min(bytes.len())])?;
+        Ok(records)
+    }
+
     /// Current size of the file in bytes.
     pub fn len(&self) -> u64 {
         self.len

@@ -33,8 +33,10 @@ enum Latest {
 /// Owns the journal file and the live state it holds.
 pub struct Store {
     journal: Journal,
-    /// Live revocation records (learned and own), in journal order.
-    revocations: Vec<Record>,
+    /// Expiry of every revocation record in the file: enough to count what compaction
+    /// would drop. The records themselves live in the deny list and on disk; compaction
+    /// reads them back from the file rather than keep a second copy in memory.
+    revocation_expiries: Vec<u64>,
     /// Spent generations per family and key sets per peer; earlier records for the same
     /// subject are dead weight.
     latest: HashMap<Latest, Record>,
@@ -48,7 +50,7 @@ impl Store {
     pub fn new(journal: Journal, replayed: Vec<Record>, clock: SharedClock) -> Self {
         let mut store = Self {
             journal,
-            revocations: Vec::new(),
+            revocation_expiries: Vec::new(),
             latest: HashMap::new(),
             dead: 0,
             clock,
@@ -60,8 +62,8 @@ impl Store {
     fn absorb(&mut self, records: Vec<Record>) {
         for record in records {
             let subject = match &record {
-                Record::Revoke(_) | Record::RevokeOwn(_) => {
-                    self.revocations.push(record);
+                Record::Revoke(entry) | Record::RevokeOwn(entry) => {
+                    self.revocation_expiries.push(entry.expires_ms);
                     continue;
                 }
                 Record::RefreshUsed { family, .. } => Latest::Family(family.clone()),
@@ -79,22 +81,33 @@ impl Store {
         }
     }
 
-    fn live(&self) -> Vec<Record> {
-        let revocations = self.revocations.iter().cloned();
-        revocations.chain(self.latest.values().cloned()).collect()
+    /// The records a compacted journal keeps: unexpired revocations, read back from the
+    /// file, then the latest spend per family and key set per peer.
+    fn live(&self, now: u64) -> std::io::Result<Vec<Record>> {
+        let mut live: Vec<Record> = self
+            .journal
+            .records()?
+            .into_iter()
+            .filter(|r| r.revocation().is_some_and(|r| r.expires_ms > now))
+            .collect();
+        live.extend(self.latest.values().cloned());
+        Ok(live)
     }
 
     fn maybe_compact(&mut self) {
         let now = self.clock.now_ms();
-        let before = self.revocations.len() + self.latest.len();
-        self.revocations.retain(|r| r.expires_ms() > now);
+        let before = self.revocation_expiries.len() + self.latest.len();
+        self.revocation_expiries.retain(|expires| *expires > now);
         self.latest.retain(|_, record| record.expires_ms() > now);
-        let live = self.revocations.len() + self.latest.len();
+        let live = self.revocation_expiries.len() + self.latest.len();
         self.dead += before - live;
         if self.dead < COMPACT_MIN_DEAD.max(live) {
             return;
         }
-        match self.journal.compact(&self.live()) {
+        match self
+            .live(now)
+            .and_then(|records| self.journal.compact(&records))
+        {
             Ok(()) => {
                 tracing::info!(live, dropped = self.dead, "journal compacted");
                 self.dead = 0;
@@ -214,6 +227,6 @@ mod tests {
         let (journal, _) = Journal::open(dir.path()).expect("open");
         let mut store = Store::new(journal, Vec::new(), Arc::new(clock));
         store.absorb(vec![spent(5), spent(3)]);
-        assert_eq!(store.live(), [spent(5)]);
+        assert_eq!(store.live(0).expect("journal readable"), [spent(5)]);
     }
 }
