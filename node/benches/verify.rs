@@ -2,10 +2,10 @@
 //!
 //! Groups and what each one isolates (see `docs/benchmarks.md` for the figures):
 //! - `raw/*`: one Ed25519 signature check over the signing input of a real access token
-//!   (about 300 bytes), once with ed25519-dalek and once with ed25519-compact, the
-//!   backend jwt-simple verifies with. This is the signature bound.
+//!   (about 300 bytes), once with ed25519-dalek (`verify_strict`, what the verifier
+//!   uses: the signature bound) and once with ed25519-compact, jwt-simple's backend.
 //! - `jws/jwt_simple_verify_token`: jwt-simple's own decode + signature + claim checks,
-//!   to show how much of the strict path is spent outside the signature.
+//!   the verifier's former path, for comparison.
 //! - `verify_access/*`: [`VerifyView::verify_access`], the whole strict path, once on
 //!   distinct tokens with the cache disabled and once on a repeated token with the cache
 //!   on (the usual case: a client reuses its token until it expires).
