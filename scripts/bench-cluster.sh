@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/bench/wrk.sh
+source "$ROOT/scripts/bench/wrk.sh"
 BIN="$ROOT/target/release/portcullis"
 ALL=(propagation burst million gossip_traffic)
 CHILD_PID=""
@@ -52,15 +54,7 @@ trap 'exit 130' INT TERM
 prerequisites() {
   command -v taskset >/dev/null || die "taskset (util-linux) is required"
   command -v timeout >/dev/null || die "timeout (coreutils) is required"
-  if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    if [[ $(id -u) -eq 0 ]]; then
-      apt-get install -y wrk >/dev/null ||
-        { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-    else
-      sudo apt-get install -y wrk >/dev/null
-    fi
-  fi
+  ensure_wrk
   (($(nproc) >= 2)) || die "needs at least 2 CPUs to keep a node and wrk apart"
   log "building the release binary and the benchmark examples"
   (cd "$ROOT" && cargo build --release -p portcullis --quiet)

@@ -23,6 +23,8 @@ NODE_CPU="${NODE_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/bench/wrk.sh
+source "$ROOT/scripts/bench/wrk.sh"
 HELPERS="$ROOT/scripts/bench"
 BIN="$ROOT/target/release/portcullis"
 WORK="$(mktemp -d -t portcullis-bench.XXXXXX)"
@@ -67,15 +69,7 @@ prerequisites() {
   command -v curl >/dev/null || die "curl is required"
   command -v python3 >/dev/null || die "python3 is required"
   command -v taskset >/dev/null || die "taskset (util-linux) is required"
-  if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    if [[ $(id -u) -eq 0 ]]; then
-      apt-get install -y wrk >/dev/null ||
-        { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-    else
-      sudo apt-get install -y wrk >/dev/null
-    fi
-  fi
+  ensure_wrk
   local cpus
   cpus=$(nproc)
   ((cpus >= 2)) || die "needs at least 2 CPUs to keep the node and wrk apart (found $cpus)"
