@@ -4,6 +4,8 @@
 //! - `raw/*`: one Ed25519 signature check over the signing input of a real access token
 //!   (about 300 bytes), once with ed25519-dalek (`verify_strict`, what the verifier
 //!   uses: the signature bound) and once with ed25519-compact, jwt-simple's backend.
+//! - `raw_batch/*`: the gate's batch equation (`verifier::batch`) over 8, 32 and 64
+//!   distinct tokens signed by one key, reported per signature.
 //! - `jws/jwt_simple_verify_token`: jwt-simple's own decode + signature + claim checks,
 //!   the verifier's former path, for comparison.
 //! - `verify_access/*`: [`VerifyView::verify_access`], the whole strict path, once on
@@ -27,6 +29,7 @@ use portcullis::clock::{Clock, ManualClock};
 use portcullis::issuer::Issuer;
 use portcullis::keys::KeyRing;
 use portcullis::tokens::{Grant, Signer};
+use portcullis::verifier::batch::{self, SignatureCheck, MAX_BATCH};
 use portcullis::verifier::{KeySet, PublishedKey, VerifyView};
 
 const ISSUER: &str = "https://auth.bench";
@@ -147,6 +150,38 @@ fn raw_signature(c: &mut Criterion) {
     group.finish();
 }
 
+/// The gate's batch equation over distinct tokens from one key, per signature.
+fn raw_batch(c: &mut Criterion) {
+    let fixture = Fixture::new();
+    let public: [u8; 32] = fixture.key_pair[32..]
+        .try_into()
+        .expect("the second half of a key pair is the 32-byte public key");
+    let key = VerifyingKey::from_bytes(&public).expect("the ring's public key is valid");
+    let mut group = c.benchmark_group("raw_batch");
+    for size in [8usize, 32, MAX_BATCH] {
+        let checks: Vec<SignatureCheck> = (0..size)
+            .map(|_| {
+                let token = fixture.access_token();
+                let (message, signature) = split_jws(&token);
+                SignatureCheck {
+                    message: message.to_vec(),
+                    signature,
+                    key,
+                }
+            })
+            .collect();
+        assert!(
+            batch::verify_all(&checks),
+            "the node's own signatures verify"
+        );
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("ed25519_batch_{size}"), |b| {
+            b.iter(|| assert!(batch::verify_all(black_box(&checks))))
+        });
+    }
+    group.finish();
+}
+
 fn jws_library(c: &mut Criterion) {
     let fixture = Fixture::new();
     let token = fixture.access_token();
@@ -220,6 +255,7 @@ fn config() -> Criterion {
 fn main() {
     let mut criterion = config().configure_from_args();
     raw_signature(&mut criterion);
+    raw_batch(&mut criterion);
     jws_library(&mut criterion);
     verify_access(&mut criterion);
     sign_access(&mut criterion);

@@ -15,6 +15,10 @@ pub const TOKEN_ERRORS: &str = "portcullis_token_errors_total";
 pub const VERIFICATIONS: &str = "portcullis_verifications_total";
 /// Verification cache lookups, by `result` (`hit`, `miss`).
 pub const VERIFY_CACHE: &str = "portcullis_verify_cache_total";
+/// Signatures checked together by the gate, one observation per batch.
+pub const VERIFY_BATCH_SIZE: &str = "portcullis_verify_batch_size";
+/// Signature batches that failed and were re-checked one signature at a time.
+pub const VERIFY_BATCH_FALLBACKS: &str = "portcullis_verify_batch_fallbacks_total";
 /// Entries in the verification cache.
 pub const VERIFY_CACHE_ENTRIES: &str = "portcullis_verify_cache_entries";
 /// Revocations made on this node, by `kind` and `reason`.
@@ -51,6 +55,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5,
 ];
 
+/// Batch-size buckets, powers of two up to the batch limit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -60,6 +67,8 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
                 .expect("bucket list is non-empty")
                 .set_buckets_for_metric(Matcher::Full(PROPAGATION_LAG.into()), LATENCY_BUCKETS)
+                .expect("bucket list is non-empty")
+                .set_buckets_for_metric(Matcher::Full(VERIFY_BATCH_SIZE.into()), BATCH_BUCKETS)
                 .expect("bucket list is non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -78,6 +87,14 @@ fn describe() {
     describe_counter!(TOKEN_ERRORS, "Token endpoint errors, by OAuth error code");
     describe_counter!(VERIFICATIONS, "Access-token verifications, by outcome");
     describe_counter!(VERIFY_CACHE, "Verification cache lookups, by result");
+    describe_histogram!(
+        VERIFY_BATCH_SIZE,
+        "Signatures checked together by the gate, per batch"
+    );
+    describe_counter!(
+        VERIFY_BATCH_FALLBACKS,
+        "Signature batches re-checked one by one after a failure"
+    );
     describe_gauge!(VERIFY_CACHE_ENTRIES, "Tokens in the verification cache");
     describe_counter!(
         REVOCATIONS,

@@ -25,7 +25,7 @@ const MAX_AUTHORIZATION: usize = MAX_TOKEN_BYTES + 16;
 
 /// `GET /v1/check[/{path}]`.
 pub async fn check(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpResponse, ApiError> {
-    let outcome = check_inner(&req, &node);
+    let outcome = check_inner(&req, &node).await;
     let label = match &outcome {
         Ok(_) => "valid",
         Err(ApiError::Bearer(BearerError::Invalid(r))) => r.label(),
@@ -36,11 +36,11 @@ pub async fn check(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpRes
     outcome
 }
 
-fn check_inner(req: &HttpRequest, node: &Handles) -> Result<HttpResponse, ApiError> {
+async fn check_inner(req: &HttpRequest, node: &Handles) -> Result<HttpResponse, ApiError> {
     let client_ip = client_ip(req, &node.config);
     tracing::debug!(client.ip = ?client_ip, "forward-auth check");
     let token = bearer_token(req.headers())?;
-    let verified = node.view.verify_access(token)?;
+    let verified = node.view.verify_access_batched(token).await?;
 
     let required = required_scopes(req, &node.config)?;
     let missing: Vec<&str> = required

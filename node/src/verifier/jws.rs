@@ -5,15 +5,16 @@
 //! checks are ours anyway. The order is fixed so that nothing expensive happens before
 //! the cheap refusals: split, header (algorithm pinned to EdDSA, `typ`, no `crit`, a
 //! known `kid`), signature (`verify_strict`, which refuses small-order keys and
-//! non-canonical signatures), and only then the claims are decoded.
+//! non-canonical signatures, alone or in a [`super::batch`]), and only then the claims
+//! are decoded.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::Signature;
 use jwt_simple::claims::JWTClaims;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::batch::SignatureCheck;
 use super::{KeySet, Rejection};
 use crate::tokens::ALG;
 
@@ -32,6 +33,27 @@ struct Header {
     crit: Option<Vec<String>>,
 }
 
+/// A compact JWS whose header passed every check and whose signature is still to be
+/// checked.
+pub struct Signed<'a> {
+    /// The `kid` it names, a key in the trusted set.
+    pub kid: String,
+    /// The signature check, ready to run alone or in a batch.
+    pub check: SignatureCheck,
+    /// The claims, decoded only once the signature holds.
+    pub claims: EncodedClaims<'a>,
+}
+
+/// The base64url claims segment of a JWS.
+pub struct EncodedClaims<'a>(&'a str);
+
+impl EncodedClaims<'_> {
+    /// The decoded (not yet validated) claims. Call only after the signature held.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<JWTClaims<T>, Rejection> {
+        decode_json(self.0)
+    }
+}
+
 /// Verifies `token` as a JWS of type `typ` signed by a key in `keys`. Returns the `kid`
 /// and the decoded (not yet validated) claims.
 pub fn verify<T: DeserializeOwned>(
@@ -39,6 +61,18 @@ pub fn verify<T: DeserializeOwned>(
     typ: &str,
     keys: &KeySet,
 ) -> Result<(String, JWTClaims<T>), Rejection> {
+    let signed = parse(token, typ, keys)?;
+    if !signed.check.verify_one() {
+        return Err(Rejection::BadSignature);
+    }
+    let claims = signed.claims.decode()?;
+    Ok((signed.kid, claims))
+}
+
+/// Splits `token` and checks its header: algorithm pinned to EdDSA, `typ`, no `crit`,
+/// a `kid` in `keys`, a signature of the right length. The signature itself is left to
+/// the caller.
+pub fn parse<'a>(token: &'a str, typ: &str, keys: &KeySet) -> Result<Signed<'a>, Rejection> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -65,7 +99,7 @@ pub fn verify<T: DeserializeOwned>(
         return Err(Rejection::WrongType);
     }
     let kid = header.kid.ok_or(Rejection::UnknownKey)?;
-    let key = keys.get(&kid).ok_or(Rejection::UnknownKey)?;
+    let key = *keys.get(&kid).ok_or(Rejection::UnknownKey)?;
 
     let mut signature = [0u8; 64];
     let decoded = URL_SAFE_NO_PAD
@@ -75,11 +109,15 @@ pub fn verify<T: DeserializeOwned>(
         return Err(Rejection::BadSignature);
     }
     let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-    key.verify_strict(signing_input.as_bytes(), &Signature::from_bytes(&signature))
-        .map_err(|_| Rejection::BadSignature)?;
-
-    let claims = decode_json(claims_b64)?;
-    Ok((kid, claims))
+    Ok(Signed {
+        kid,
+        check: SignatureCheck {
+            message: signing_input.as_bytes().to_vec(),
+            signature,
+            key,
+        },
+        claims: EncodedClaims(claims_b64),
+    })
 }
 
 fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, Rejection> {

@@ -6,6 +6,7 @@
 //! itself is checked by [`jws`].
 
 pub mod actor;
+pub mod batch;
 mod cache;
 mod jws;
 mod keyset;
@@ -17,7 +18,7 @@ use arc_swap::ArcSwap;
 use jwt_simple::claims::{Audiences, JWTClaims};
 use serde::de::DeserializeOwned;
 
-pub use cache::VerifyCache;
+pub use cache::{TokenDigest, VerifyCache};
 pub use keyset::{KeySet, PublishedKey};
 
 use crate::clock::SharedClock;
@@ -148,6 +149,22 @@ pub struct RefreshToken {
     pub expires_at: u64,
 }
 
+/// What the cache knows of an access token.
+enum Lookup<'a> {
+    /// Verified before, and still valid.
+    Cached(Arc<AccessToken>),
+    /// Not seen before: the header passed, the signature is still to be checked.
+    Unverified(Box<Unverified<'a>>),
+}
+
+/// An access token on its way through the full check.
+struct Unverified<'a> {
+    signed: jws::Signed<'a>,
+    digest: TokenDigest,
+    /// Unix seconds when the check began.
+    now: u64,
+}
+
 /// The read side of verification, shared by every worker.
 pub struct VerifyView {
     keys: ArcSwap<KeySet>,
@@ -197,6 +214,41 @@ impl VerifyView {
 
     /// Verifies an access token presented to an API, with every check.
     pub fn verify_access(&self, token: &str) -> Result<Arc<AccessToken>, Rejection> {
+        let Unverified {
+            signed,
+            digest,
+            now,
+        } = match self.lookup_access(token)? {
+            Lookup::Cached(hit) => return Ok(hit),
+            Lookup::Unverified(unverified) => *unverified,
+        };
+        if !signed.check.verify_one() {
+            return Err(Rejection::BadSignature);
+        }
+        self.accept_access(signed.kid, &signed.claims, digest, now)
+    }
+
+    /// [`Self::verify_access`], with the signature checked in a batch together with the
+    /// other tokens this worker thread is verifying at the same moment (see
+    /// [`batch::verify`]). For the request path of an actix-web worker.
+    pub async fn verify_access_batched(&self, token: &str) -> Result<Arc<AccessToken>, Rejection> {
+        let Unverified {
+            signed,
+            digest,
+            now,
+        } = match self.lookup_access(token)? {
+            Lookup::Cached(hit) => return Ok(hit),
+            Lookup::Unverified(unverified) => *unverified,
+        };
+        let jws::Signed { kid, check, claims } = signed;
+        if !batch::verify(check).await {
+            return Err(Rejection::BadSignature);
+        }
+        self.accept_access(kid, &claims, digest, now)
+    }
+
+    /// The cache answer for `token`, or the parsed token whose signature is to be checked.
+    fn lookup_access<'a>(&self, token: &'a str) -> Result<Lookup<'a>, Rejection> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Rejection::Oversized);
         }
@@ -204,12 +256,27 @@ impl VerifyView {
         let now = self.clock.now_secs();
         if let Some(hit) = self.cache.get(&digest) {
             metrics::counter!(crate::metrics::VERIFY_CACHE, "result" => "hit").increment(1);
-            return self.recheck(hit, &digest, now);
+            return self.recheck(hit, &digest, now).map(Lookup::Cached);
         }
         metrics::counter!(crate::metrics::VERIFY_CACHE, "result" => "miss").increment(1);
+        let signed = jws::parse(token, ACCESS_TYP, &self.keys.load())?;
+        Ok(Lookup::Unverified(Box::new(Unverified {
+            signed,
+            digest,
+            now,
+        })))
+    }
 
-        let (kid, claims) = self.verify_jws::<AccessExtra>(token, ACCESS_TYP)?;
-        let claims = self.check_registered(claims, now)?;
+    /// The claim checks of an access token whose signature held, then the deny list;
+    /// a token that passes is cached.
+    fn accept_access(
+        &self,
+        kid: String,
+        claims: &jws::EncodedClaims<'_>,
+        digest: TokenDigest,
+        now: u64,
+    ) -> Result<Arc<AccessToken>, Rejection> {
+        let claims = self.check_registered(claims.decode::<AccessExtra>()?, now)?;
         let audiences = audiences_of(&claims)?;
         if !audiences.iter().any(|a| self.audiences.contains(a)) {
             return Err(Rejection::WrongAudience);
@@ -274,7 +341,7 @@ impl VerifyView {
     fn recheck(
         &self,
         hit: Arc<AccessToken>,
-        digest: &[u8; 32],
+        digest: &TokenDigest,
         now: u64,
     ) -> Result<Arc<AccessToken>, Rejection> {
         if now > hit.expires_at + self.leeway_secs {
