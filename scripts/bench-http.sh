@@ -105,14 +105,18 @@ raw_verify_rates() {
   if [[ "${SKIP_CRITERION:-0}" != 1 ]]; then
     log "criterion: raw Ed25519 verify on CPU $NODE_CPU (the node's core, node not running)"
     quietly cargo bench -p portcullis --bench verify --no-run
-    (cd "$ROOT" && taskset -c "$NODE_CPU" cargo bench -p portcullis --bench verify -- raw/ |
-      grep -E '^raw/|thrpt:' >&2)
+    (cd "$ROOT" && taskset -c "$NODE_CPU" cargo bench -p portcullis --bench verify -- '^raw' |
+      grep -E '^raw|thrpt:' >&2)
   fi
   local dalek="$target/criterion/raw/ed25519_dalek_verify/new/estimates.json"
   local compact="$target/criterion/raw/ed25519_compact_verify/new/estimates.json"
-  [[ -f "$dalek" && -f "$compact" ]] || die "no criterion result; run without SKIP_CRITERION"
+  local batch="$target/criterion/raw_batch/ed25519_batch_64/new/estimates.json"
+  [[ -f "$dalek" && -f "$compact" && -f "$batch" ]] ||
+    die "no criterion result; run without SKIP_CRITERION"
   RAW_DALEK=$(criterion_rate "$dalek")
   RAW_COMPACT=$(criterion_rate "$compact")
+  # The batch estimate is per batch of 64; report signatures per second.
+  RAW_BATCH=$(( $(criterion_rate "$batch") * 64 ))
 }
 
 # --- the node -----------------------------------------------------------------------
@@ -250,6 +254,7 @@ report() {
   echo
   printf '%-36s %10s\n' "raw ed25519-dalek verify/s, 1 core" "$RAW_DALEK"
   printf '%-36s %10s\n' "raw ed25519-compact verify/s, 1 core" "$RAW_COMPACT"
+  printf '%-36s %10s\n' "raw batch-of-64 verify/s, 1 core" "$RAW_BATCH"
   echo
   echo "Cores the node used: at most 1 (taskset CPU $NODE_CPU, workers = 1); 'node CPU' is the"
   echo "share of that core it actually got. Ratios are given per wall-clock second against"
@@ -257,9 +262,9 @@ report() {
   echo "was not saturated or something else ran on its core: re-run before trusting it."
   python3 - "$(column check_distinct 2)" "$(column check_distinct 5)" \
     "$(column check_repeated 2)" "$(column client_credentials 2)" \
-    "$RAW_DALEK" "$RAW_COMPACT" <<'PY'
+    "$RAW_DALEK" "$RAW_COMPACT" "$RAW_BATCH" <<'PY'
 import sys
-distinct, share, repeated, grants, dalek, compact = (float(x) for x in sys.argv[1:])
+distinct, share, repeated, grants, dalek, compact, batch = (float(x) for x in sys.argv[1:])
 per_cpu = distinct * 100 / share if share else 0.0
 def verdict(ok):
     return "met" if ok else "MISSED"
@@ -268,6 +273,8 @@ print(f"/v1/check distinct ÷ (raw dalek verify × 1 core):      {distinct / dal
 print(f"/v1/check distinct per CPU-second ÷ raw dalek verify:  {per_cpu / dalek:6.1%}")
 print(f"/v1/check distinct ÷ (raw compact verify × 1 core):    {distinct / compact:6.1%}"
       "  (jwt-simple's backend, for comparison)")
+print(f"/v1/check distinct ÷ (raw batch-of-64 verify × 1 core): {distinct / batch:6.1%}"
+      "  (the gate batches concurrent checks: its own bound)")
 print(f"/v1/check repeated ÷ (raw dalek verify × 1 core):      {repeated / dalek:6.1f}×"
       f"  goal > 1×: {verdict(repeated > dalek)}")
 print(f"client_credentials grants/s, 1 core:                  {grants:7.0f}"
