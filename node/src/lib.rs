@@ -11,8 +11,10 @@
 //! - The read path every request takes: [`verifier`] over [`revocation::DenyList`].
 //! - The cluster: [`cluster`] (sealed gossip transport, the gossip actor, snapshots).
 //! - Formats and persistence: [`tokens`], [`keys`], [`journal`], [`secrets`].
+//! - Anti-abuse: [`abuse`] (budgets, login-flood defence, bans, heuristics).
 //! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described).
 
+pub mod abuse;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -5,6 +5,7 @@
 //! the node refuses to start if there is any. Defaults sit beside the code that reads
 //! them; see `docs/operations.md` for the full list.
 
+mod abuse;
 mod cluster;
 mod dev;
 mod env;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Table;
 
+pub use abuse::{BudgetMode, HeuristicSettings, LoginSettings, RateLimitSettings};
 pub use cluster::{ClusterSettings, DEV_SECRET};
 pub use dev::{DevCredentials, DEV};
 use reader::Reader;
@@ -177,6 +179,12 @@ pub struct Config {
     pub workers: usize,
     /// Cluster membership; `None` runs a single node.
     pub cluster: Option<ClusterSettings>,
+    /// Per-lineage request budgets.
+    pub rate_limits: RateLimitSettings,
+    /// Password-grant flood defence and bans.
+    pub login: LoginSettings,
+    /// Token-lifecycle heuristics.
+    pub heuristics: HeuristicSettings,
 }
 
 /// Every problem found, for the operator to fix in one go.
@@ -320,6 +328,9 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
         .has("cluster")
         .then(|| r.section("cluster", |c| cluster::read_cluster(c, mode, listen)));
     let workers = r.count("workers", 0);
+    let rate_limits = r.section("rate_limits", abuse::read_rate_limits);
+    let login = r.section("login", abuse::read_login);
+    let heuristics = r.section("heuristics", abuse::read_heuristics);
 
     check_unique(&mut r, "users", users.iter().map(|u| u.name.as_str()));
     check_unique(&mut r, "clients", clients.iter().map(|c| c.id.as_str()));
@@ -350,6 +361,9 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
         verify_cache_entries: verify_cache_entries as usize,
         workers: workers as usize,
         cluster,
+        rate_limits,
+        login,
+        heuristics,
     }
 }
 

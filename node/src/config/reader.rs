@@ -4,6 +4,7 @@
 //! key and is reported as such: a misspelt setting never silently falls back to its
 //! default.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -156,6 +157,62 @@ impl<'p> Reader<'p> {
                 default
             }
         }
+    }
+
+    /// A boolean setting.
+    pub fn flag(&mut self, key: &str, default: bool) -> bool {
+        match self.take(key) {
+            None => default,
+            Some(Value::Boolean(b)) => b,
+            Some(other) => {
+                self.problem(key, format!("expected true or false, found {other}"));
+                default
+            }
+        }
+    }
+
+    /// A number written as an integer or a float, at least `min`.
+    pub fn ratio(&mut self, key: &str, default: f64, min: f64) -> f64 {
+        let value = match self.take(key) {
+            None => return default,
+            Some(Value::Float(f)) => f,
+            Some(Value::Integer(n)) => n as f64,
+            Some(other) => {
+                self.problem(key, format!("expected a number, found {other}"));
+                return default;
+            }
+        };
+        if !(value.is_finite() && value >= min) {
+            self.problem(key, format!("must be a number of at least {min}"));
+            return default;
+        }
+        value
+    }
+
+    /// A table of names to non-negative integers, e.g. `{ "billing" = 1200 }`.
+    pub fn count_map(&mut self, key: &str) -> BTreeMap<String, u64> {
+        let table = match self.take(key) {
+            None => return BTreeMap::new(),
+            Some(Value::Table(table)) => table,
+            Some(other) => {
+                let found = other.type_str();
+                self.problem(key, format!("expected a table of counts, found {found}"));
+                return BTreeMap::new();
+            }
+        };
+        let mut out = BTreeMap::new();
+        for (name, value) in table {
+            match value {
+                Value::Integer(n) if n >= 0 => {
+                    out.insert(name, n as u64);
+                }
+                other => self.problem(
+                    &format!("{key}.{name}"),
+                    format!("expected a non-negative integer, found {other}"),
+                ),
+            }
+        }
+        out
     }
 
     /// An array of tables, each handed to `read` with its own reader.
