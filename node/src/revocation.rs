@@ -4,6 +4,12 @@
 //! client was issued before a moment) and carries its own expiry: the moment the
 //! longest-lived token it covers would have expired anyway. After that the entry is
 //! useless and is pruned, which keeps the list bounded.
+//!
+//! Address bans travel the same way (journal, gossip, snapshots) as a target of their
+//! own. A ban is enforced until its `until_ms`, but its entry is kept for the ban memory
+//! beyond, so the next ban of the same address, on any node and after a restart, knows
+//! how many came before it and lasts longer. An admin lifts a ban with a newer entry for
+//! the same address; between two entries for an address, the newer one wins.
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -36,6 +42,15 @@ pub enum Target {
         /// Tokens with `iat` at or before this are revoked.
         before: u64,
     },
+    /// A client address (IPv4) or network (IPv6 /64) banned until `until_ms`.
+    Address {
+        /// Canonical form: `203.0.113.7` or `2001:db8:1:2::/64`.
+        address: String,
+        /// End of the ban, Unix ms.
+        until_ms: u64,
+        /// How many bans in a row this is (1 for the first), for escalation.
+        offence: u32,
+    },
 }
 
 impl Target {
@@ -46,6 +61,7 @@ impl Target {
             Self::Family { .. } => "family",
             Self::Subject { .. } => "subject",
             Self::Client { .. } => "client",
+            Self::Address { .. } => "address",
         }
     }
 }
@@ -60,6 +76,16 @@ pub enum Reason {
     ClientRequest,
     /// A refresh token was presented twice; the family is presumed stolen.
     RefreshReuse,
+    /// The lineage went past its request budget by the abuse factor.
+    RateAbuse,
+    /// The lineage was used from more networks than a token plausibly travels.
+    IpSpread,
+    /// The address failed too many logins.
+    LoginFlood,
+    /// The address presented too many invalid tokens.
+    BadTokens,
+    /// An administrator lifted the ban this entry replaces.
+    Lifted,
 }
 
 impl Reason {
@@ -69,6 +95,11 @@ impl Reason {
             Self::Admin => "admin",
             Self::ClientRequest => "client_request",
             Self::RefreshReuse => "refresh_reuse",
+            Self::RateAbuse => "rate_abuse",
+            Self::IpSpread => "ip_spread",
+            Self::LoginFlood => "login_flood",
+            Self::BadTokens => "bad_tokens",
+            Self::Lifted => "lifted",
         }
     }
 }
@@ -110,6 +141,18 @@ pub struct DenyList {
     families: DashMap<String, Revocation>,
     subjects: DashMap<String, Revocation>,
     clients: DashMap<String, Revocation>,
+    addresses: DashMap<String, Revocation>,
+}
+
+/// A ban in force on an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// Why it was banned.
+    pub reason: Reason,
+    /// End of the ban, Unix ms.
+    pub until_ms: u64,
+    /// Its place in the address's run of bans.
+    pub offence: u32,
 }
 
 impl DenyList {
@@ -129,6 +172,39 @@ impl DenyList {
                 .clients
                 .get(token.client_id)
                 .is_some_and(|r| token.issued_at <= before(&r))
+    }
+
+    /// The ban in force on `address` at `now_ms`, if any.
+    pub fn ban(&self, address: &str, now_ms: u64) -> Option<Ban> {
+        let entry = self.addresses.get(address)?;
+        match entry.target {
+            Target::Address {
+                until_ms, offence, ..
+            } if until_ms > now_ms && entry.reason != Reason::Lifted => Some(Ban {
+                reason: entry.reason,
+                until_ms,
+                offence,
+            }),
+            _ => None,
+        }
+    }
+
+    /// How many bans `address` has had within the ban memory (0 after a lift).
+    pub fn offences(&self, address: &str) -> u32 {
+        self.addresses
+            .get(address)
+            .filter(|entry| entry.reason != Reason::Lifted)
+            .map_or(0, |entry| match entry.target {
+                Target::Address { offence, .. } => offence,
+                _ => 0,
+            })
+    }
+
+    /// Every address entry (bans in force, past bans still remembered, lifts).
+    pub fn addresses(&self) -> Vec<Revocation> {
+        let mut all: Vec<Revocation> = self.addresses.iter().map(|e| e.value().clone()).collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        all
     }
 
     /// Whether a refresh family is revoked.
@@ -194,8 +270,14 @@ impl DenyList {
         all
     }
 
-    fn maps(&self) -> [&DashMap<String, Revocation>; 4] {
-        [&self.tokens, &self.families, &self.subjects, &self.clients]
+    fn maps(&self) -> [&DashMap<String, Revocation>; 5] {
+        [
+            &self.tokens,
+            &self.families,
+            &self.subjects,
+            &self.clients,
+            &self.addresses,
+        ]
     }
 
     fn slot<'t>(&self, target: &'t Target) -> (&DashMap<String, Revocation>, &'t str) {
@@ -204,13 +286,26 @@ impl DenyList {
             Target::Family { family } => (&self.families, family),
             Target::Subject { subject, .. } => (&self.subjects, subject),
             Target::Client { client_id, .. } => (&self.clients, client_id),
+            Target::Address { address, .. } => (&self.addresses, address),
         }
     }
 }
 
 /// The union of two revocations of the same target: the later cut and the later
-/// expiry, so that no second entry can shorten or narrow the first.
+/// expiry, so that no second entry can shorten or narrow the first. For addresses the
+/// newer entry wins whole (a lift, or a longer ban), ties going to the later end.
 fn merge(kept: &Revocation, new: &Revocation) -> Revocation {
+    if let (
+        Target::Address {
+            until_ms: kept_until,
+            ..
+        },
+        Target::Address { until_ms, .. },
+    ) = (&kept.target, &new.target)
+    {
+        let newer = (new.created_ms, *until_ms) > (kept.created_ms, *kept_until);
+        return if newer { new.clone() } else { kept.clone() };
+    }
     let mut merged = kept.clone();
     merged.expires_ms = kept.expires_ms.max(new.expires_ms);
     if let (

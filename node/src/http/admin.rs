@@ -57,6 +57,12 @@ pub struct RevocationView {
     client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     issued_before: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offence: Option<u32>,
     reason: &'static str,
     created_ms: u64,
     expires_ms: u64,
@@ -71,6 +77,9 @@ impl From<&Revocation> for RevocationView {
             subject: None,
             client_id: None,
             issued_before: None,
+            address: None,
+            until_ms: None,
+            offence: None,
             reason: r.reason.as_str(),
             created_ms: r.created_ms,
             expires_ms: r.expires_ms,
@@ -85,6 +94,15 @@ impl From<&Revocation> for RevocationView {
             Target::Client { client_id, before } => {
                 view.client_id = Some(client_id.clone());
                 view.issued_before = Some(*before);
+            }
+            Target::Address {
+                address,
+                until_ms,
+                offence,
+            } => {
+                view.address = Some(address.clone());
+                view.until_ms = Some(*until_ms);
+                view.offence = Some(*offence);
             }
         }
         view
