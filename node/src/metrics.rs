@@ -34,6 +34,18 @@ pub const HTTP_DURATION: &str = "portcullis_http_request_duration_seconds";
 /// Journal appends that failed (disk full, I/O error).
 pub const JOURNAL_FAILURES: &str = "portcullis_journal_write_failures_total";
 
+/// Anti-abuse decisions, by `decision` (rate_limited, rate_abuse_revoked,
+/// ip_spread_revoked, address_denied, bad_token_denial, login_ban, issuance_address,
+/// issuance_client).
+pub const ABUSE_DECISIONS: &str = "portcullis_abuse_decisions_total";
+/// Password-grant attempts by `outcome`: `success` and `failure` reached password
+/// hashing; every other outcome was refused before it.
+pub const LOGINS: &str = "portcullis_logins_total";
+/// Entries held in the anti-abuse counter tables.
+pub const ABUSE_COUNTERS: &str = "portcullis_abuse_counter_entries";
+/// Address bans and denials in force.
+pub const BANS_ACTIVE: &str = "portcullis_bans_active";
+
 /// Gossip datagrams sent and received, by `direction`.
 pub const GOSSIP_DATAGRAMS: &str = "portcullis_gossip_datagrams_total";
 /// Gossip bytes sent and received, by `direction`.
@@ -112,6 +124,13 @@ fn describe() {
         "HTTP request latency by endpoint"
     );
     describe_counter!(JOURNAL_FAILURES, "Journal writes that failed");
+    describe_counter!(ABUSE_DECISIONS, "Anti-abuse decisions, by decision");
+    describe_counter!(
+        LOGINS,
+        "Password-grant attempts by outcome; success and failure reached hashing"
+    );
+    describe_gauge!(ABUSE_COUNTERS, "Entries in the anti-abuse counter tables");
+    describe_gauge!(BANS_ACTIVE, "Address bans and denials in force");
     describe_counter!(GOSSIP_DATAGRAMS, "Gossip datagrams, by direction");
     describe_counter!(GOSSIP_BYTES, "Gossip bytes on the wire, by direction");
     describe_counter!(

@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 
+use crate::abuse::Shield;
 use crate::clock::SharedClock;
 use crate::cluster::gossip::{Gossip, Originated, Peers, PublishRevocations};
 use crate::cluster::seal::Sealer;
@@ -61,6 +62,8 @@ pub struct Handles {
     pub gossip: Option<Addr<Gossip>>,
     /// Seals snapshots for peers, when the node is part of a cluster.
     pub sealer: Option<Arc<Sealer>>,
+    /// Budgets, login defence and heuristics.
+    pub shield: Arc<Shield>,
 }
 
 /// A revocation could not be made durable, so it was not applied or acknowledged.
@@ -200,12 +203,14 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     let own = Originated::from_journal(&records, &node_id);
     let store = Store::new(journal, records, clock.clone());
     let store = Store::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
+    let shield = Arc::new(Shield::new(&config));
     let peers = Peers {
         store: store.clone(),
         verifier: verifier.clone(),
         issuer: issuer.clone(),
         view: view.clone(),
         clock: clock.clone(),
+        shield: shield.clone(),
     };
     let sealer = config
         .cluster
@@ -228,6 +233,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         node_id,
         metrics: m::install(),
         ready: AtomicBool::new(!must_catch_up),
+        shield,
     };
     // Bind first: the gossip state advertises the bound HTTP address.
     let listen = handles.config.listen;
@@ -259,6 +265,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     }
     let handles = Arc::new(handles);
     let server = crate::http::serve(handles.clone(), listener)?;
+    actix_web::rt::spawn(tend_shield(handles.clone()));
     if let Some(sealer) = handles.sealer.clone() {
         let task = catch_up_on_reset(handles.clone(), peers.clone(), sealer, resets);
         actix_web::rt::spawn(task);
@@ -278,6 +285,33 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         handles,
         server,
     })
+}
+
+/// How often stale anti-abuse counters are dropped and their gauges refreshed.
+const SHIELD_TENDING: Duration = Duration::from_secs(10);
+
+/// Drops anti-abuse counters whose windows have passed and refreshes their gauges.
+async fn tend_shield(handles: Arc<Handles>) {
+    let mut ticks = tokio::time::interval(SHIELD_TENDING);
+    loop {
+        ticks.tick().await;
+        let now_ms = handles.clock.now_ms();
+        handles.shield.prune(now_ms);
+        let bans = handles
+            .view
+            .deny
+            .addresses()
+            .iter()
+            .filter(|entry| match &entry.target {
+                crate::revocation::Target::Address { address, .. } => {
+                    handles.view.deny.ban(address, now_ms).is_some()
+                }
+                _ => false,
+            })
+            .count();
+        metrics::gauge!(m::BANS_ACTIVE).set(bans as f64);
+        metrics::gauge!(m::ABUSE_COUNTERS).set(handles.shield.entries() as f64);
+    }
 }
 
 /// Joins the cluster: chitchat over the sealed transport, driven by the gossip actor.

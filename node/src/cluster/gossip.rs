@@ -17,6 +17,7 @@ use chitchat::{Chitchat, ChitchatHandle, ChitchatId};
 use tokio::sync::Mutex;
 
 use super::wire::{self, Spend};
+use crate::abuse::Shield;
 use crate::clock::SharedClock;
 use crate::issuer::{Issuer, ListKeys, MergeSpends, PeerSpend};
 use crate::journal::Record;
@@ -45,6 +46,8 @@ pub struct Peers {
     pub view: Arc<VerifyView>,
     /// Clock for lag measurement.
     pub clock: SharedClock,
+    /// Budgets whose near-limit counts are gossiped.
+    pub shield: Arc<Shield>,
 }
 
 /// What this node originated, replayed from its journal at start.

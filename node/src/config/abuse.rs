@@ -27,7 +27,7 @@ pub const DEFAULT_TRUSTED_NETWORK_TTL: Duration = Duration::from_secs(30 * 24 * 
 /// Default number of password checks running at once; further logins get 503.
 pub const DEFAULT_HASHING_CONCURRENCY: u64 = 4;
 /// Default failed logins per minute from one address that earn it a ban.
-pub const DEFAULT_BAN_AFTER_FAILURES: u64 = 20;
+pub const DEFAULT_BAN_AFTER_FAILURES: u64 = 10;
 /// Default ban lengths: the first offence, the second, the third and later.
 pub const DEFAULT_BAN_STEPS: [Duration; 3] = [
     Duration::from_secs(60),
@@ -48,7 +48,7 @@ pub const DEFAULT_BAD_TOKEN_WINDOW: Duration = Duration::from_secs(60);
 /// Default denial after too many bad tokens.
 pub const DEFAULT_BAD_TOKEN_DENIAL: Duration = Duration::from_secs(600);
 /// Default tokens issued per minute to one address.
-pub const DEFAULT_ISSUANCE_PER_ADDRESS: u64 = 120;
+pub const DEFAULT_ISSUANCE_PER_ADDRESS: u64 = 600;
 /// Default tokens issued per minute to one client.
 pub const DEFAULT_ISSUANCE_PER_CLIENT: u64 = 6_000;
 

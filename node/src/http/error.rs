@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::abuse::budget::Quota;
 use crate::verifier::Rejection;
 
 /// A request that cannot be served, with whose fault it is.
@@ -37,6 +38,21 @@ pub enum ApiError {
         code: &'static str,
         /// What was wrong.
         description: String,
+    },
+    /// Refused to protect the node or its users: a budget, a login limit, a ban or a
+    /// saturated password hasher. The client should wait `retry_after` seconds.
+    #[error("{code}: {description}")]
+    Limited {
+        /// 429, or 503 when the node itself is saturated.
+        status: StatusCode,
+        /// Short error code.
+        code: &'static str,
+        /// What was wrong.
+        description: String,
+        /// Seconds to wait (`Retry-After`).
+        retry_after: u64,
+        /// The budget, when a lineage budget refused the request (`RateLimit` headers).
+        quota: Option<Quota>,
     },
     /// Durable storage failed; nothing was acknowledged.
     #[error("storage unavailable")]
@@ -97,7 +113,9 @@ impl ApiError {
     /// The OAuth error code or short code, for metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::OAuth { code, .. } | Self::BadRequest { code, .. } => code,
+            Self::OAuth { code, .. }
+            | Self::BadRequest { code, .. }
+            | Self::Limited { code, .. } => code,
             Self::Bearer(BearerError::Invalid(_)) => "invalid_token",
             Self::Bearer(BearerError::InsufficientScope(_)) => "insufficient_scope",
             Self::Unavailable => "temporarily_unavailable",
@@ -120,7 +138,7 @@ impl ResponseError for ApiError {
             Self::OAuth { code, .. } => oauth_status(code),
             Self::Bearer(BearerError::Invalid(_)) => StatusCode::UNAUTHORIZED,
             Self::Bearer(BearerError::InsufficientScope(_)) => StatusCode::FORBIDDEN,
-            Self::BadRequest { status, .. } => *status,
+            Self::BadRequest { status, .. } | Self::Limited { status, .. } => *status,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -128,9 +146,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
         let description = match self {
-            Self::OAuth { description, .. } | Self::BadRequest { description, .. } => {
-                description.clone()
-            }
+            Self::OAuth { description, .. }
+            | Self::BadRequest { description, .. }
+            | Self::Limited { description, .. } => description.clone(),
             Self::Bearer(e) => e.to_string(),
             Self::Unavailable => "durable storage is unavailable; retry later".into(),
             Self::Internal(detail) => {
@@ -142,6 +160,17 @@ impl ResponseError for ApiError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         if let Some(challenge) = self.challenge(&description) {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if let Self::Limited {
+            retry_after, quota, ..
+        } = self
+        {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            if let Some(quota) = quota {
+                for (name, value) in rate_limit_headers(quota) {
+                    response.insert_header((name, value));
+                }
+            }
         }
         response.json(Body {
             error: self.code(),
@@ -168,6 +197,21 @@ impl ApiError {
         };
         HeaderValue::from_str(&text).ok()
     }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of the IETF httpapi ratelimit-headers
+/// draft for a lineage budget: quota per 60-second window, remaining, seconds to reset.
+pub fn rate_limit_headers(quota: &Quota) -> [(&'static str, String); 2] {
+    [
+        (
+            "RateLimit-Policy",
+            format!("\"lineage\";q={};w=60", quota.limit),
+        ),
+        (
+            "RateLimit",
+            format!("\"lineage\";r={};t={}", quota.remaining, quota.reset_secs),
+        ),
+    ]
 }
 
 impl From<Rejection> for ApiError {

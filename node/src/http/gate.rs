@@ -8,17 +8,19 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::{ApiError, BearerError};
+use super::error::{rate_limit_headers, ApiError, BearerError};
 use super::path::normalize;
+use super::shield;
 use crate::config::{Config, RouteRule};
 use crate::metrics as m;
 use crate::node::Handles;
 use crate::tokens::MAX_TOKEN_BYTES;
-use crate::verifier::Rejection;
+use crate::verifier::{AccessToken, Rejection};
 
 /// Longest `Authorization` header considered: `Bearer ` plus the token limit.
 const MAX_AUTHORIZATION: usize = MAX_TOKEN_BYTES + 16;
@@ -39,8 +41,15 @@ pub async fn check(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpRes
 async fn check_inner(req: &HttpRequest, node: &Handles) -> Result<HttpResponse, ApiError> {
     let client_ip = client_ip(req, &node.config);
     tracing::debug!(client.ip = ?client_ip, "forward-auth check");
-    let token = bearer_token(req.headers())?;
-    let verified = node.view.verify_access_batched(token).await?;
+    shield::gate_denied(node, client_ip)?;
+    let verified = match verify(req, node).await {
+        Ok(verified) => verified,
+        Err(rejection) => {
+            shield::bad_token(node, client_ip, rejection).await;
+            return Err(rejection.into());
+        }
+    };
+    let quota = shield::charge(node, &verified, client_ip).await?;
 
     let required = required_scopes(req, &node.config)?;
     let missing: Vec<&str> = required
@@ -56,12 +65,21 @@ async fn check_inner(req: &HttpRequest, node: &Handles) -> Result<HttpResponse, 
             .join(" ");
         return Err(ApiError::Bearer(BearerError::InsufficientScope(needed)));
     }
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header(("X-Auth-Subject", verified.subject.as_str()))
         .insert_header(("X-Auth-Client", verified.client_id.as_str()))
         .insert_header(("X-Auth-Scope", verified.scope.as_str()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    for (name, value) in quota.iter().flat_map(rate_limit_headers) {
+        response.insert_header((name, value));
+    }
+    Ok(response.finish())
+}
+
+async fn verify(req: &HttpRequest, node: &Handles) -> Result<Arc<AccessToken>, Rejection> {
+    let token = bearer_token(req.headers())?;
+    node.view.verify_access_batched(token).await
 }
 
 /// The token from `Authorization: Bearer`, checked for size before anything else.

@@ -16,6 +16,7 @@ mod oauth;
 mod ops;
 mod path;
 mod peer;
+mod shield;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,14 +1,17 @@
 //! The OAuth endpoints: token (RFC 6749), revocation (RFC 7009), introspection
 //! (RFC 7662).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{rate_limit_headers, ApiError};
 use super::form::{authenticate_client, Form};
+use super::gate::client_ip;
+use super::shield;
 use crate::cluster::gossip::PublishSpend;
 use crate::cluster::wire::Spend;
 use crate::config::{Client, Grant};
@@ -74,10 +77,11 @@ async fn token_inner(
             format!("this client may not use the {} grant", grant.as_str()),
         ));
     }
+    let ip = client_ip(req, &node.config);
     let response = match grant {
-        Grant::ClientCredentials => client_credentials(&form, client, node)?,
-        Grant::Password => password(&form, client, node).await?,
-        Grant::RefreshToken => refresh(&form, client, node).await?,
+        Grant::ClientCredentials => client_credentials(&form, client, node, ip)?,
+        Grant::Password => password(&form, client, node, ip).await?,
+        Grant::RefreshToken => refresh(&form, client, node, ip).await?,
     };
     Ok((grant, response))
 }
@@ -86,9 +90,11 @@ fn client_credentials(
     form: &Form,
     client: &Client,
     node: &Handles,
+    ip: Option<IpAddr>,
 ) -> Result<TokenResponse, ApiError> {
     let (allowed, default) = client_allowance(&node.config, client);
     let scope = resolve(form.get("scope"), &allowed, &default).map_err(invalid_scope)?;
+    shield::issuance(node, ip, &client.id)?;
     let grant = tokens::Grant {
         subject: client.id.clone(),
         client_id: client.id.clone(),
@@ -101,15 +107,22 @@ async fn password(
     form: &Form,
     client: &Client,
     node: &Arc<Handles>,
+    ip: Option<IpAddr>,
 ) -> Result<TokenResponse, ApiError> {
     let username = form.require("username")?.to_owned();
     let password = form.require("password")?.to_owned();
+    // Counted and limited before argon2 runs, known user or not.
+    let permit = shield::login_admission(node, ip, &username)?;
     let user = node.config.user(&username).cloned();
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown users verify against a dummy hash: same path, same cost.
-    let valid = web::block(move || verify_password(stored.as_deref(), &password))
-        .await
-        .map_err(|_| ApiError::Internal("password hashing task failed".into()))?;
+    let valid = web::block(move || {
+        let _permit = permit;
+        verify_password(stored.as_deref(), &password)
+    })
+    .await
+    .map_err(|_| ApiError::Internal("password hashing task failed".into()))?;
+    shield::login_outcome(node, ip, &username, user.is_some() && valid).await;
     let (Some(user), true) = (user, valid) else {
         return Err(ApiError::oauth(
             "invalid_grant",
@@ -123,6 +136,7 @@ async fn password(
         client_id: client.id.clone(),
         scope,
     };
+    shield::issuance(node, ip, &client.id)?;
     if !client.grants.contains(&Grant::RefreshToken) {
         return Ok(issue(node, &grant, None));
     }
@@ -138,6 +152,7 @@ async fn refresh(
     form: &Form,
     client: &Client,
     node: &Arc<Handles>,
+    ip: Option<IpAddr>,
 ) -> Result<TokenResponse, ApiError> {
     let presented = form.require("refresh_token")?;
     let token = node
@@ -172,6 +187,7 @@ async fn refresh(
         .map_err(invalid_scope)?,
         None => token.extra.scope.clone(),
     };
+    shield::issuance(node, ip, &client.id)?;
     spend(node, &token).await?;
 
     let family = &token.extra.fam;
@@ -374,7 +390,14 @@ pub async fn introspect(
     let client = authenticate_client(&req, &form, &node.config)?;
     let presented = form.require("token")?;
     let inactive = serde_json::json!({ "active": false });
-    let body = match node.view.verify_access(presented) {
+    let verified = node.view.verify_access(presented);
+    // Introspection spends the token's budget like the gate; the caller is a resource
+    // server, so its address says nothing about where the token travels.
+    let quota = match &verified {
+        Ok(at) => shield::charge(&node, at, None).await?,
+        Err(_) => None,
+    };
+    let body = match verified {
         Ok(at) => serde_json::json!({
             "active": true,
             "token_type": "Bearer",
@@ -408,9 +431,12 @@ pub async fn introspect(
             inactive
         }
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body))
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    for (name, value) in quota.iter().flat_map(rate_limit_headers) {
+        response.insert_header((name, value));
+    }
+    Ok(response.json(body))
 }
 
 async fn unspent(node: &Handles, token: &RefreshToken) -> bool {

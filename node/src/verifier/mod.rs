@@ -70,6 +70,10 @@ pub enum Rejection {
     /// A revocation covers the token.
     #[error("token has been revoked")]
     Revoked,
+    /// The client's address is denied after presenting too many bad tokens; the token
+    /// was not looked at.
+    #[error("requests from this address are temporarily denied")]
+    AddressDenied,
 }
 
 impl Rejection {
@@ -90,6 +94,7 @@ impl Rejection {
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim => "missing_claim",
             Self::Revoked => "revoked",
+            Self::AddressDenied => "address_denied",
         }
     }
 }
