@@ -31,6 +31,15 @@ pub enum Lineage {
     Client(String),
 }
 
+impl std::fmt::Display for Lineage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Family(id) => write!(f, "family:{id}"),
+            Self::Client(id) => write!(f, "client:{id}"),
+        }
+    }
+}
+
 impl Lineage {
     /// The lineage of a verified access token.
     pub fn of(token: &AccessToken) -> Self {
@@ -69,6 +78,9 @@ pub struct Quota {
     pub limit: u64,
     /// Requests left in the sliding window after this one.
     pub remaining: u64,
+    /// Presentations counted in the sliding window, this one included, cluster-wide as
+    /// far as this node knows.
+    pub used: u64,
     /// Seconds until the current window ends (the RateLimit `t` parameter).
     pub reset_secs: u64,
 }
@@ -119,6 +131,11 @@ impl Budgets {
         self.settings.enabled
     }
 
+    /// The count past which a lineage with budget `limit` is revoked.
+    pub fn abuse_threshold(&self, limit: u64) -> u64 {
+        (limit as f64 * self.settings.abuse_factor).ceil() as u64
+    }
+
     /// Counts one presentation of `token` at `now_ms` and decides. `members` is the
     /// number of live nodes, which sets how early a lineage is gossiped.
     pub fn charge(&self, token: &AccessToken, now_ms: u64, members: usize) -> Verdict {
@@ -127,7 +144,7 @@ impl Budgets {
             .budget_for(&token.client_id, token.scope.split(' '));
         let lineage = Lineage::of(token);
         let at = Instant::at(now_ms, WINDOW_MS);
-        let abuse_at = (limit as f64 * self.settings.abuse_factor).ceil() as u64;
+        let abuse_at = self.abuse_threshold(limit);
         let (verdict, became_hot) = self.usage.update(&lineage, now_ms, |usage| {
             usage.limit = limit;
             usage.local.add(at, 1);
@@ -135,6 +152,7 @@ impl Budgets {
             let quota = Quota {
                 limit,
                 remaining: limit.saturating_sub(used),
+                used,
                 reset_secs: at.remaining_ms().div_ceil(1000),
             };
             let verdict = if used > abuse_at && usage.revoked_in.is_none() {
@@ -193,10 +211,10 @@ impl Budgets {
             .update(lineage, now_ms, |usage| usage.peers.set(window, total));
     }
 
-    /// Forgets the abuse mark of `lineage`, so an admin who lifted a revocation can
-    /// see it detected again.
-    pub fn clear(&self, lineage: &Lineage) {
-        self.usage.remove(lineage);
+    /// Forgets this node's counts of `lineage` (an admin lifting its 429s here).
+    /// Returns whether there were any.
+    pub fn clear(&self, lineage: &Lineage) -> bool {
+        self.usage.remove(lineage).is_some()
     }
 
     /// Counter entries held, and the cap.

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use super::budget::Lineage;
-use super::net::{address_key, network_key};
+use super::net::{gate_key, network_key};
 use super::table::{Table, Weigh};
 use super::window::{Instant, Sliding};
 use crate::config::HeuristicSettings;
@@ -105,6 +105,11 @@ impl Heuristics {
         }
     }
 
+    /// The thresholds in force.
+    pub fn settings(&self) -> &HeuristicSettings {
+        &self.settings
+    }
+
     /// Records that `lineage` was presented from `ip`. Returns true the first time it
     /// has been seen from more than K networks within the window: revoke it as stolen.
     pub fn spread(&self, lineage: &Lineage, ip: IpAddr, now_ms: u64) -> bool {
@@ -132,17 +137,16 @@ impl Heuristics {
         })
     }
 
-    /// Whether `ip` is denied on the gate at `now_ms` (a bad-token denial or an admin
-    /// ban); such requests are refused without verifying.
+    /// Whether `ip` is denied on the gate at `now_ms` (after bad tokens, or by an
+    /// admin); such requests are refused without verifying.
     pub fn denied(&self, ip: IpAddr, now_ms: u64, deny: &DenyList) -> bool {
-        deny.ban(&address_key(ip), now_ms)
-            .is_some_and(|ban| matches!(ban.reason, Reason::BadTokens | Reason::Admin))
+        deny.ban(&gate_key(ip), now_ms).is_some()
     }
 
     /// Records a bad token from `ip`. Returns the denial to issue when the address has
     /// now presented too many.
     pub fn bad_token(&self, ip: IpAddr, now_ms: u64, deny: &DenyList) -> Option<Revocation> {
-        let address = address_key(ip);
+        let address = gate_key(ip);
         let window_ms = self.settings.bad_token_window.as_millis() as u64;
         let denial_ms = self.settings.bad_token_denial.as_millis() as u64;
         let threshold = self.settings.bad_tokens;
@@ -170,7 +174,7 @@ impl Heuristics {
         let per_address = self.settings.issuance_per_address;
         let per_client = self.settings.issuance_per_client;
         let window = ISSUANCE_WINDOW_MS;
-        let address = address_key(ip);
+        let address = super::net::address_key(ip);
         let to_address = self
             .issued_to_address
             .update(&address, now_ms, |c| c.current(now_ms, window));

@@ -134,6 +134,11 @@ impl LoginGuard {
         }
     }
 
+    /// The limits in force.
+    pub fn settings(&self) -> &LoginSettings {
+        &self.settings
+    }
+
     /// Counts an attempt by `user` from `ip` and decides whether its password may be
     /// checked. A refused attempt still counts, so hammering keeps the limit shut.
     pub fn admit(

@@ -21,7 +21,11 @@ pub mod net;
 pub mod table;
 pub mod window;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
 
 use crate::config::Config;
 use budget::Budgets;
@@ -38,6 +42,33 @@ pub struct Shield {
     pub heuristics: Heuristics,
     /// Live cluster members including this node (1 when alone).
     members: AtomicUsize,
+    /// The latest decisions that revoked, banned or denied, newest last.
+    recent: Mutex<VecDeque<Decision>>,
+}
+
+/// Most decisions kept for the admin API.
+const RECENT_DECISIONS: usize = 1_000;
+
+/// A decision that revoked a lineage, or banned or denied an address, with the evidence
+/// it was taken on. Kept in memory on the node that took it, for `/admin/v1/abuse`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// Unix ms.
+    pub at_ms: u64,
+    /// `rate_abuse`, `ip_spread`, `login_flood` or `bad_tokens`.
+    pub reason: &'static str,
+    /// `family:<id>`, `client:<id>` or the address key.
+    pub target: String,
+    /// The client, when a token was involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The subject, when a token was involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// What was counted: requests in the window, networks, failures, bad tokens.
+    pub observed: u64,
+    /// The threshold it crossed.
+    pub threshold: u64,
 }
 
 impl Shield {
@@ -49,7 +80,23 @@ impl Shield {
             login: LoginGuard::new(config.login.clone(), cap),
             heuristics: Heuristics::new(config.heuristics.clone(), cap),
             members: AtomicUsize::new(1),
+            recent: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Keeps `decision` for the admin API, dropping the oldest past the limit.
+    pub fn record(&self, decision: Decision) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_DECISIONS {
+            recent.pop_front();
+        }
+        recent.push_back(decision);
+    }
+
+    /// The decisions kept, newest first.
+    pub fn recent(&self) -> Vec<Decision> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
     }
 
     /// Live members including this node.

@@ -15,6 +15,17 @@ pub fn address_key(ip: IpAddr) -> String {
     }
 }
 
+/// Prefix of the keys of gate denials. Login bans and gate denials of one address are
+/// separate entries, so that neither replaces the other: an address that presents stale
+/// tokens can still log in to get fresh ones, and a login ban does not end early
+/// because the same address was later denied on the gate.
+pub const GATE_PREFIX: &str = "gate:";
+
+/// The key of a gate denial of `ip`: `gate:203.0.113.7`.
+pub fn gate_key(ip: IpAddr) -> String {
+    format!("{GATE_PREFIX}{}", address_key(ip))
+}
+
 /// The network an address belongs to: `203.0.113.0/24` or `2001:db8:1:2::/64`.
 pub fn network_key(ip: IpAddr) -> String {
     match canonical(ip) {

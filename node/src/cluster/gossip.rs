@@ -16,7 +16,9 @@ use actix::prelude::*;
 use chitchat::{Chitchat, ChitchatHandle, ChitchatId};
 use tokio::sync::Mutex;
 
+use super::rates::RateExchange;
 use super::wire::{self, Spend};
+use crate::abuse::budget::Report;
 use crate::abuse::Shield;
 use crate::clock::SharedClock;
 use crate::issuer::{Issuer, ListKeys, MergeSpends, PeerSpend};
@@ -128,6 +130,8 @@ pub struct Gossip {
     heard: HashMap<ChitchatId, (String, u64)>,
     live: Vec<ChitchatId>,
     members: Vec<Member>,
+    /// Budget counts sent and received.
+    rates: RateExchange,
 }
 
 impl Gossip {
@@ -155,6 +159,7 @@ impl Gossip {
             heard: HashMap::new(),
             live: Vec::new(),
             members: Vec::new(),
+            rates: RateExchange::default(),
         }
     }
 
@@ -170,13 +175,14 @@ impl Gossip {
             publish(&mut chitchat, outgoing, &keys);
             collect(&chitchat, &merged)
         };
-        let apply = exchange.into_actor(self).then(|round, this, _| {
+        let apply = exchange.into_actor(self).then(|mut round, this, _| {
             this.observe(&round);
             let marks: Vec<(ChitchatId, u64)> = round
                 .updates
                 .iter()
                 .map(|u| (u.from.clone(), u.version))
                 .collect();
+            this.merge_rates(&mut round.updates);
             let peers = this.peers.clone();
             let own_id = this.node_id.clone();
             async move { (apply(round.updates, &peers, &own_id).await, marks) }.into_actor(this)
@@ -216,6 +222,7 @@ impl Gossip {
             self.add_batch(&mut out, wire::SPENDS, value, expires);
         }
         let now = self.peers.clock.now_ms();
+        out.rates = self.rates.outgoing(&self.peers.shield, now);
         let (expired, live) = std::mem::take(&mut self.own_batches)
             .into_iter()
             .partition(|(_, expires)| *expires <= now);
@@ -229,6 +236,27 @@ impl Gossip {
         self.next_seq += 1;
         self.own_batches.push((key.clone(), expires));
         out.set.push((key, value));
+    }
+
+    /// Takes the peers' budget reports out of `updates` and applies them at once: they
+    /// need no journal, only the latest of each peer counts.
+    fn merge_rates(&mut self, updates: &mut Vec<Update>) {
+        let now = self.peers.clock.now_ms();
+        let shield = self.peers.shield.clone();
+        updates.retain(|update| {
+            if update.key != wire::RATES {
+                return true;
+            }
+            match wire::decode::<Vec<Report>>(&update.value) {
+                Some(reports) => self
+                    .rates
+                    .incoming(&update.from.node_id, reports, &shield, now),
+                None => {
+                    metrics::counter!(m::GOSSIP_REJECTED, "reason" => "bad_value").increment(1);
+                }
+            }
+            false
+        });
     }
 
     /// Updates membership views and logs joins and deaths.
@@ -260,6 +288,7 @@ impl Gossip {
             })
             .collect();
         let alive = self.members.iter().filter(|m| m.state != "dead").count();
+        self.peers.shield.set_members(alive);
         metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "live").set(alive as f64);
         metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "dead")
             .set((self.members.len() - alive) as f64);
@@ -300,6 +329,8 @@ struct Round {
 struct Outgoing {
     set: Vec<(String, String)>,
     delete: Vec<String>,
+    /// The `rate` value, written when it changed.
+    rates: String,
 }
 
 fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]) {
@@ -309,6 +340,9 @@ fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]
     }
     for key in outgoing.delete {
         state.delete(&key);
+    }
+    if state.get(wire::RATES) != Some(outgoing.rates.as_str()) {
+        state.set(wire::RATES, outgoing.rates);
     }
     let keys = wire::encode(&keys.to_vec());
     if state.get(wire::KEYS) != Some(keys.as_str()) {

@@ -5,9 +5,11 @@
 //! - [`transport`]: chitchat's `Transport` over sealed UDP.
 //! - [`wire`]: what each gossip key holds and how values are encoded.
 //! - [`gossip`]: the actor that publishes local state and merges peers'.
+//! - [`rates`]: budget counts near their limit, shared between nodes (fast mode).
 //! - [`snapshot`]: catch-up of a starting node from a live peer over sealed HTTP.
 
 pub mod gossip;
+pub mod rates;
 pub mod seal;
 pub mod snapshot;
 pub mod transport;

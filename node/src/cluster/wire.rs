@@ -11,6 +11,7 @@
 //! | `keys` | the node's public signing keys with their schedule |
 //! | `rev.<seq>` | a batch of revocations this node originated, never rewritten |
 //! | `spent.<seq>` | a batch of refresh generations this node accepted, never rewritten |
+//! | `rate` | this node's counts of the lineages near their budget, rewritten as they change |
 
 use std::ops::Range;
 
@@ -33,6 +34,8 @@ pub const KEYS: &str = "keys";
 pub const REVOCATIONS: &str = "rev.";
 /// Prefix of spent-generation batch keys.
 pub const SPENDS: &str = "spent.";
+/// Budget counts key.
+pub const RATES: &str = "rate";
 /// Largest encoded value written; well under chitchat's 65,535-byte limit so that a
 /// value plus its key and framing always fits one datagram.
 pub const MAX_VALUE_BYTES: usize = 48 * 1024;

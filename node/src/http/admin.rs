@@ -109,7 +109,7 @@ impl From<&Revocation> for RevocationView {
     }
 }
 
-fn authorize(req: &HttpRequest, node: &Handles) -> Result<(), ApiError> {
+pub(super) fn authorize(req: &HttpRequest, node: &Handles) -> Result<(), ApiError> {
     let token = bearer_token(req.headers())?;
     let verified = node.view.verify_access(token)?;
     if !verified.has_scope(&node.config.admin_scope) {
@@ -158,7 +158,7 @@ pub async fn revoke(
 }
 
 /// Parses a JSON body once the caller is known to be an admin.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<T, ApiError> {

@@ -4,11 +4,12 @@
 //! |---|---|
 //! | `POST /oauth/token`, `/oauth/revoke`, `/oauth/introspect` | [`oauth`] |
 //! | `GET /v1/check[/{path}]` | [`gate`] |
-//! | `/admin/v1/…` | [`admin`] |
+//! | `/admin/v1/…` | [`admin`]; bans and abuse in [`admin_abuse`] |
 //! | `/.well-known/…`, `/metrics`, `/healthz`, `/readyz` | [`ops`] |
 //! | `GET /cluster/v1/snapshot` (peers only, sealed) | [`peer`] |
 
 mod admin;
+mod admin_abuse;
 pub mod error;
 mod form;
 pub mod gate;
@@ -95,7 +96,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(endpoint("/keys").route(web::get().to(admin::keys)))
                 .service(endpoint("/cluster").route(web::get().to(admin::cluster)))
-                .service(endpoint("/keys/rotate").route(web::post().to(admin::rotate))),
+                .service(endpoint("/keys/rotate").route(web::post().to(admin::rotate)))
+                .service(
+                    endpoint("/bans")
+                        .route(web::get().to(admin_abuse::list_bans))
+                        .route(web::post().to(admin_abuse::ban)),
+                )
+                .service(endpoint("/bans/{address:.+}").route(web::delete().to(admin_abuse::lift)))
+                .service(endpoint("/abuse").route(web::get().to(admin_abuse::abuse)))
+                .service(
+                    endpoint("/abuse/budgets/{kind}/{id}")
+                        .route(web::delete().to(admin_abuse::clear_budget)),
+                ),
         );
 }
 

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use crate::abuse::budget::{Lineage, Quota, Verdict};
 use crate::abuse::heuristics::IssuanceCap;
 use crate::abuse::login::Refusal;
+use crate::abuse::Decision;
 use crate::metrics as m;
 use crate::node::Handles;
 use crate::revocation::{Reason, Revocation, Target};
@@ -48,6 +49,8 @@ pub async fn bad_token(node: &Handles, ip: Option<IpAddr>, rejection: Rejection)
     };
     decision("bad_token_denial");
     tracing::info!(client.ip = %ip, "address denied on the gate after too many bad tokens");
+    let threshold = node.shield.heuristics.settings().bad_tokens;
+    record_address(node, &denial, threshold);
     persist(node, denial).await;
 }
 
@@ -74,6 +77,8 @@ pub async fn charge(
                 subject = %token.subject,
                 "lineage used from too many networks; revoked as stolen"
             );
+            let limit = node.shield.heuristics.settings().spread_networks;
+            record_lineage(node, token, &lineage, Reason::IpSpread, limit + 1, limit);
             revoke_lineage(node, &lineage, Reason::IpSpread).await;
             return Err(Rejection::Revoked.into());
         }
@@ -93,7 +98,18 @@ pub async fn charge(
             tracing::warn!(
                 client.id = %token.client_id,
                 subject = %token.subject,
+                requests = quota.used,
+                budget = quota.limit,
                 "lineage past its abuse threshold; revoked"
+            );
+            let threshold = node.shield.budgets.abuse_threshold(quota.limit);
+            record_lineage(
+                node,
+                token,
+                &lineage,
+                Reason::RateAbuse,
+                quota.used,
+                threshold,
             );
             revoke_lineage(node, &lineage, Reason::RateAbuse).await;
             Err(over_budget(quota))
@@ -194,6 +210,8 @@ pub async fn login_outcome(node: &Handles, ip: Option<IpAddr>, username: &str, s
     if let Some(ban) = node.shield.login.failed(ip, now_ms, &node.view.deny) {
         decision("login_ban");
         tracing::info!(client.ip = %ip, "address banned after repeated login failures");
+        let threshold = node.shield.login.settings().ban_after_failures;
+        record_address(node, &ban, threshold);
         persist(node, ban).await;
     }
 }
@@ -219,6 +237,42 @@ pub fn issuance(node: &Handles, ip: Option<IpAddr>, client_id: &str) -> Result<(
                 quota: None,
             }
         })
+}
+
+fn record_lineage(
+    node: &Handles,
+    token: &AccessToken,
+    lineage: &Lineage,
+    reason: Reason,
+    observed: u64,
+    threshold: u64,
+) {
+    node.shield.record(Decision {
+        at_ms: node.clock.now_ms(),
+        reason: reason.as_str(),
+        target: lineage.to_string(),
+        client_id: Some(token.client_id.clone()),
+        subject: Some(token.subject.clone()),
+        observed,
+        threshold,
+    });
+}
+
+/// Keeps an address decision for the admin API; it was taken as the count reached
+/// its threshold.
+fn record_address(node: &Handles, ban: &Revocation, threshold: u64) {
+    let Target::Address { address, .. } = &ban.target else {
+        return;
+    };
+    node.shield.record(Decision {
+        at_ms: ban.created_ms,
+        reason: ban.reason.as_str(),
+        target: address.clone(),
+        client_id: None,
+        subject: None,
+        observed: threshold,
+        threshold,
+    });
 }
 
 fn decision(label: &'static str) {
