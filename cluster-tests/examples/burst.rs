@@ -38,7 +38,7 @@ fn main() {
     banner("burst of revocations on one node");
     println!("   {n} nodes, {burst} revocations over {connections} connections to node 1");
 
-    let cluster = Cluster::start(n, Options::default());
+    let cluster = Cluster::start(n, Options::unlimited());
     cluster.wait_converged();
     let admins: Vec<String> = (1..=n)
         .map(|i| api::admin_token(cluster.node(i).base()))

@@ -45,7 +45,7 @@ fn main() {
             v.parse().expect("BENCH_TRAFFIC_SECONDS is a number")
         });
     let window = Duration::from_secs(seconds);
-    let options = Options::default();
+    let options = Options::unlimited();
     banner("gossip traffic per node");
     println!(
         "   gossip interval {} ms; {seconds} s windows; load: {RATE} revocations/s on node 1",

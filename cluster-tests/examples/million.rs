@@ -86,7 +86,7 @@ fn main() {
 
     let options = Options {
         catchup_timeout: CATCHUP_TIMEOUT,
-        ..Options::default()
+        ..Options::unlimited()
     };
     let mut cluster = Cluster::start(3, options.clone());
     cluster.wait_converged();

@@ -52,7 +52,7 @@ fn main() {
     let sizes = if sizes.is_empty() { vec![3, 5] } else { sizes };
     let count = setting("BENCH_REVOCATIONS", REVOCATIONS);
     let starts = setting("BENCH_STARTS", STARTS);
-    let options = Options::default();
+    let options = Options::unlimited();
     banner("revocation propagation");
     println!(
         "   gossip interval {} ms; {count} revocations per cluster size, over {starts} \

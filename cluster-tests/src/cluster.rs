@@ -32,6 +32,9 @@ pub struct Options {
     pub catchup_timeout: Duration,
     /// Gossip round interval.
     pub gossip_interval: Duration,
+    /// Extra TOML sections (`[rate_limits]`, `[login]`, `[heuristics]`); empty keeps
+    /// the production defaults.
+    pub sections: String,
 }
 
 impl Default for Options {
@@ -40,9 +43,39 @@ impl Default for Options {
             jwks_max_age: Duration::from_secs(3),
             catchup_timeout: Duration::from_secs(3),
             gossip_interval: Duration::from_millis(100),
+            sections: String::new(),
         }
     }
 }
+
+impl Options {
+    /// Budgets and caps far above any load a benchmark generates, so that it measures
+    /// the node and not its limits (accounting still runs).
+    pub fn unlimited() -> Self {
+        Self {
+            sections: UNLIMITED.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Sections that lift every anti-abuse limit out of a benchmark's way.
+const UNLIMITED: &str = "
+[rate_limits]
+per_minute = 1000000000
+
+[login]
+per_address = 1000000000
+per_address_user = 1000000000
+per_user = 1000000000
+ban_after_failures = 1000000000
+
+[heuristics]
+issuance_per_address = 1000000000
+issuance_per_client = 1000000000
+bad_tokens = 1000000000
+spread_networks = 1000000000
+";
 
 /// Running nodes that gossip with each other. Dropping it kills every process.
 pub struct Cluster {
@@ -195,6 +228,7 @@ impl Cluster {
                 jwks_max_age: self.options.jwks_max_age,
                 catchup_timeout: self.options.catchup_timeout,
                 gossip_interval: self.options.gossip_interval,
+                sections: &self.options.sections,
             });
             std::fs::write(node.config_path(), toml).expect("the node config can be written");
         }

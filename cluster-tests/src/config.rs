@@ -49,6 +49,8 @@ pub struct NodeConfig<'a> {
     pub catchup_timeout: Duration,
     /// Gossip round interval.
     pub gossip_interval: Duration,
+    /// Extra TOML sections appended as they are.
+    pub sections: &'a str,
 }
 
 /// The node's TOML configuration.
@@ -81,7 +83,8 @@ gossip_interval = "{interval}ms"
 region = "{region}"
 secret = "{CLUSTER_SECRET}"
 catchup_timeout = "{catchup}ms"
-{credentials}"#,
+{credentials}
+{sections}"#,
         ip = node.ip,
         dir = node.data_dir.display(),
         jwks_max_age = node.jwks_max_age.as_millis(),
@@ -93,6 +96,7 @@ catchup_timeout = "{catchup}ms"
         region = node.region,
         catchup = node.catchup_timeout.as_millis(),
         credentials = credentials(),
+        sections = node.sections,
     )
 }
 
