@@ -28,6 +28,57 @@ pub fn client() -> &'static Client {
     })
 }
 
+/// A client whose connections come from `source`, a loopback address of the caller's
+/// choosing (every 127.0.0.0/8 address is local on Linux): how scenarios play many
+/// client networks from one host.
+pub fn client_from(source: std::net::Ipv4Addr) -> Client {
+    Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::V4(source))
+        .build()
+        .expect("the HTTP client builds")
+}
+
+/// The status of a password login for `user` from `source`, through the `web` client.
+pub fn login_status(base: &str, source: &Client, user: (&str, &str)) -> u16 {
+    let form = [
+        ("grant_type", "password"),
+        ("username", user.0),
+        ("password", user.1),
+    ];
+    source
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(WEB.0, Some(WEB.1))
+        .form(&form)
+        .send()
+        .unwrap_or_else(|e| panic!("login at {base} failed: {e}"))
+        .status()
+        .as_u16()
+}
+
+/// The status `GET /v1/check` answers for this token, sent by `source`.
+pub fn check_with(base: &str, source: &Client, token: &str) -> u16 {
+    source
+        .get(format!("{base}/v1/check"))
+        .bearer_auth(token)
+        .send()
+        .unwrap_or_else(|e| panic!("check at {base} failed: {e}"))
+        .status()
+        .as_u16()
+}
+
+/// `GET` an admin path as JSON.
+pub fn admin_get(base: &str, admin: &str, path: &str) -> Value {
+    let response = client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(admin)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {path} at {base} failed: {e}"));
+    assert_eq!(response.status(), 200, "GET {path} at {base}");
+    json(response)
+}
+
 /// An access token and, for grants that have one, its refresh token.
 #[derive(Clone)]
 pub struct Tokens {
