@@ -7,6 +7,7 @@
 //! - [`budget`]: per-lineage budgets on `/v1/check` and introspection.
 //! - [`login`]: the password grant's flood defence and ban decisions.
 //! - [`heuristics`]: network spread, bad-token denial, issuance caps.
+//! - [`shares`]: strict-mode budget shares and their handoffs.
 //! - [`net`]: how addresses are grouped into ban keys and networks.
 //!
 //! Request handlers read and update these structures directly (sharded locks, held for
@@ -18,6 +19,7 @@ pub mod budget;
 pub mod heuristics;
 pub mod login;
 pub mod net;
+pub mod shares;
 pub mod table;
 pub mod window;
 
