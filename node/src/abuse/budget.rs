@@ -13,9 +13,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::shares::{Seat, ShareBook};
 use super::table::{Table, Weigh};
 use super::window::{Instant, Sliding};
-use crate::config::RateLimitSettings;
+use crate::config::{BudgetMode, RateLimitSettings};
 use crate::verifier::AccessToken;
 
 /// Budgets are per minute.
@@ -23,7 +24,6 @@ pub const WINDOW_MS: u64 = 60_000;
 
 /// Whose budget a token spends.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
 pub enum Lineage {
     /// A user token's refresh family.
     Family(String),
@@ -113,16 +113,20 @@ pub struct Budgets {
     usage: Table<Lineage, Usage>,
     /// Lineages that became hot since the gossip actor last looked.
     hot: Mutex<Vec<Lineage>>,
+    /// Strict mode's shares (unused in fast mode).
+    pub shares: ShareBook,
 }
 
 impl Budgets {
     /// Empty budgets under `settings`.
     pub fn new(settings: RateLimitSettings) -> Self {
         let usage = Table::new(settings.max_counters);
+        let shares = ShareBook::new(settings.max_counters);
         Self {
             settings,
             usage,
             hot: Mutex::new(Vec::new()),
+            shares,
         }
     }
 
@@ -136,29 +140,47 @@ impl Budgets {
         (limit as f64 * self.settings.abuse_factor).ceil() as u64
     }
 
-    /// Counts one presentation of `token` at `now_ms` and decides. `members` is the
-    /// number of live nodes, which sets how early a lineage is gossiped.
-    pub fn charge(&self, token: &AccessToken, now_ms: u64, members: usize) -> Verdict {
+    /// Whether budgets are shared strictly.
+    pub fn strict(&self) -> bool {
+        self.settings.mode == BudgetMode::Strict
+    }
+
+    /// Counts one presentation of `token` at `now_ms` and decides. `seat` is this node's
+    /// place among the live members: their number sets how early a lineage is gossiped,
+    /// and in strict mode both set this node's base share.
+    pub fn charge(&self, token: &AccessToken, now_ms: u64, seat: Seat) -> Verdict {
         let limit = self
             .settings
             .budget_for(&token.client_id, token.scope.split(' '));
         let lineage = Lineage::of(token);
         let at = Instant::at(now_ms, WINDOW_MS);
         let abuse_at = self.abuse_threshold(limit);
+        let members = seat.members;
+        let strict = self
+            .strict()
+            .then(|| self.shares.admit(&lineage, limit, seat, at.window, now_ms));
         let (verdict, became_hot) = self.usage.update(&lineage, now_ms, |usage| {
             usage.limit = limit;
             usage.local.add(at, 1);
             let used = usage.local.estimate(at) + usage.peers.estimate(at);
+            let (within, remaining) = match strict {
+                // Strict: this node's share decides; the rest of the budget is elsewhere.
+                Some(admission) => (
+                    admission.admitted,
+                    admission.share.saturating_sub(admission.admitted_count),
+                ),
+                None => (used <= limit, limit.saturating_sub(used)),
+            };
             let quota = Quota {
                 limit,
-                remaining: limit.saturating_sub(used),
+                remaining,
                 used,
                 reset_secs: at.remaining_ms().div_ceil(1000),
             };
             let verdict = if used > abuse_at && usage.revoked_in.is_none() {
                 usage.revoked_in = Some(at.window);
                 Verdict::Abuse(quota)
-            } else if used > limit {
+            } else if !within {
                 Verdict::Limit(quota)
             } else {
                 Verdict::Allow(quota)
@@ -225,6 +247,7 @@ impl Budgets {
     /// Drops lineages whose windows have passed.
     pub fn prune(&self, now_ms: u64) {
         self.usage.prune(now_ms);
+        self.shares.prune(now_ms);
     }
 }
 

@@ -33,6 +33,7 @@ use crate::config::Config;
 use budget::Budgets;
 use heuristics::Heuristics;
 use login::LoginGuard;
+use shares::Seat;
 
 /// Every anti-abuse structure of one node.
 pub struct Shield {
@@ -44,6 +45,8 @@ pub struct Shield {
     pub heuristics: Heuristics,
     /// Live cluster members including this node (1 when alone).
     members: AtomicUsize,
+    /// This node's position among them, sorted by node id.
+    index: AtomicUsize,
     /// The latest decisions that revoked, banned or denied, newest last.
     recent: Mutex<VecDeque<Decision>>,
 }
@@ -82,6 +85,7 @@ impl Shield {
             login: LoginGuard::new(config.login.clone(), cap),
             heuristics: Heuristics::new(config.heuristics.clone(), cap),
             members: AtomicUsize::new(1),
+            index: AtomicUsize::new(0),
             recent: Mutex::new(VecDeque::new()),
         }
     }
@@ -106,9 +110,17 @@ impl Shield {
         self.members.load(Ordering::Relaxed).max(1)
     }
 
-    /// Records the live member count (the gossip actor calls this each round).
-    pub fn set_members(&self, members: usize) {
-        self.members.store(members.max(1), Ordering::Relaxed);
+    /// This node's seat among the live members.
+    pub fn seat(&self) -> Seat {
+        let members = self.members();
+        let index = self.index.load(Ordering::Relaxed).min(members - 1);
+        Seat { index, members }
+    }
+
+    /// Records this node's seat (the gossip actor calls this each round).
+    pub fn set_seat(&self, seat: Seat) {
+        self.index.store(seat.index, Ordering::Relaxed);
+        self.members.store(seat.members.max(1), Ordering::Relaxed);
     }
 
     /// Drops every counter whose windows have passed.

@@ -36,6 +36,8 @@ use super::table::{Table, Weigh};
 #[derive(Debug, Default)]
 pub struct ShareState {
     window: u64,
+    /// The lineage's budget as last charged here, published so givers know their base.
+    budget: u64,
     admitted: u64,
     /// Requests refused for lack of share in this window.
     refused: u64,
@@ -111,6 +113,8 @@ pub struct ShareReport {
     pub given: Vec<(String, u64)>,
     /// Unmet demand on the publishing node.
     pub need: u64,
+    /// The lineage's budget, from which every node derives its base share.
+    pub budget: u64,
 }
 
 /// The outcome of one strict admission.
@@ -137,12 +141,20 @@ impl ShareBook {
         }
     }
 
-    /// Admits one request of `lineage` in `window` if this node's share (from its base
-    /// share `base`, see [`Seat::base`]) has room.
-    pub fn admit(&self, lineage: &Lineage, base: u64, window: u64, now_ms: u64) -> Admission {
+    /// Admits one request of `lineage` (whose budget is `budget`) in `window` if this
+    /// node's share has room.
+    pub fn admit(
+        &self,
+        lineage: &Lineage,
+        budget: u64,
+        seat: Seat,
+        window: u64,
+        now_ms: u64,
+    ) -> Admission {
         self.states.update(lineage, now_ms, |state| {
             let state = state.at(window);
-            let share = state.share(base);
+            state.budget = budget;
+            let share = state.share(seat.base(budget));
             let admitted = window == state.window && state.admitted < share;
             if admitted {
                 state.admitted += 1;
@@ -207,6 +219,7 @@ impl ShareBook {
                 window,
                 given: state.given.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 need: state.need(),
+                budget: state.budget,
             })
         })
     }

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use super::rates::RateExchange;
 use super::wire::{self, Spend};
 use crate::abuse::budget::Report;
+use crate::abuse::shares::{Seat, ShareReport};
 use crate::abuse::Shield;
 use crate::clock::SharedClock;
 use crate::issuer::{Issuer, ListKeys, MergeSpends, PeerSpend};
@@ -223,6 +224,7 @@ impl Gossip {
         }
         let now = self.peers.clock.now_ms();
         out.rates = self.rates.outgoing(&self.peers.shield, now);
+        out.shares = self.rates.shares_out(&self.peers.shield, now);
         let (expired, live) = std::mem::take(&mut self.own_batches)
             .into_iter()
             .partition(|(_, expires)| *expires <= now);
@@ -243,17 +245,18 @@ impl Gossip {
     fn merge_rates(&mut self, updates: &mut Vec<Update>) {
         let now = self.peers.clock.now_ms();
         let shield = self.peers.shield.clone();
+        let own_id = self.node_id.clone();
         updates.retain(|update| {
-            if update.key != wire::RATES {
-                return true;
-            }
-            match wire::decode::<Vec<Report>>(&update.value) {
-                Some(reports) => self
-                    .rates
-                    .incoming(&update.from.node_id, reports, &shield, now),
-                None => {
-                    metrics::counter!(m::GOSSIP_REJECTED, "reason" => "bad_value").increment(1);
-                }
+            let from: &str = &update.from.node_id;
+            let decoded = match update.key.as_str() {
+                wire::RATES => wire::decode::<Vec<Report>>(&update.value)
+                    .map(|reports| self.rates.incoming(from, reports, &shield, now)),
+                wire::SHARES => wire::decode::<Vec<ShareReport>>(&update.value)
+                    .map(|reports| self.rates.shares_in(from, &own_id, reports, &shield, now)),
+                _ => return true,
+            };
+            if decoded.is_none() {
+                metrics::counter!(m::GOSSIP_REJECTED, "reason" => "bad_value").increment(1);
             }
             false
         });
@@ -288,7 +291,9 @@ impl Gossip {
             })
             .collect();
         let alive = self.members.iter().filter(|m| m.state != "dead").count();
-        self.peers.shield.set_members(alive);
+        self.peers
+            .shield
+            .set_seat(seat(&self.members, &self.node_id));
         metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "live").set(alive as f64);
         metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "dead")
             .set((self.members.len() - alive) as f64);
@@ -304,6 +309,23 @@ impl Actor for Gossip {
         // arrives instead of up to a whole one; chitchat's own exchanges keep the interval.
         let cadence = (self.interval / ROUNDS_PER_INTERVAL).max(MIN_ROUND);
         ctx.run_interval(cadence, |this, ctx| this.round(ctx));
+    }
+}
+
+/// This node's place among the live members, sorted by node id: what strict budgets
+/// derive base shares from.
+fn seat(members: &[Member], own_id: &str) -> Seat {
+    let mut ids: Vec<&str> = members
+        .iter()
+        .filter(|m| m.state != "dead")
+        .map(|m| m.node_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let index = ids.iter().position(|id| *id == own_id).unwrap_or(0);
+    Seat {
+        index,
+        members: ids.len().max(1),
     }
 }
 
@@ -331,6 +353,8 @@ struct Outgoing {
     delete: Vec<String>,
     /// The `rate` value, written when it changed.
     rates: String,
+    /// The `share` value (strict mode only), written when it changed.
+    shares: Option<String>,
 }
 
 fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]) {
@@ -343,6 +367,11 @@ fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]
     }
     if state.get(wire::RATES) != Some(outgoing.rates.as_str()) {
         state.set(wire::RATES, outgoing.rates);
+    }
+    if let Some(shares) = outgoing.shares {
+        if state.get(wire::SHARES) != Some(shares.as_str()) {
+            state.set(wire::SHARES, shares);
+        }
     }
     let keys = wire::encode(&keys.to_vec());
     if state.get(wire::KEYS) != Some(keys.as_str()) {

@@ -12,6 +12,7 @@
 //! | `rev.<seq>` | a batch of revocations this node originated, never rewritten |
 //! | `spent.<seq>` | a batch of refresh generations this node accepted, never rewritten |
 //! | `rate` | this node's counts of the lineages near their budget, rewritten as they change |
+//! | `share` | strict mode: this node's budget handoffs and unmet needs, rewritten as they change |
 
 use std::ops::Range;
 
@@ -36,6 +37,8 @@ pub const REVOCATIONS: &str = "rev.";
 pub const SPENDS: &str = "spent.";
 /// Budget counts key.
 pub const RATES: &str = "rate";
+/// Strict-mode share handoffs key.
+pub const SHARES: &str = "share";
 /// Largest encoded value written; well under chitchat's 65,535-byte limit so that a
 /// value plus its key and framing always fits one datagram.
 pub const MAX_VALUE_BYTES: usize = 48 * 1024;

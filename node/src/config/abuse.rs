@@ -57,6 +57,9 @@ pub const DEFAULT_ISSUANCE_PER_CLIENT: u64 = 6_000;
 pub enum BudgetMode {
     /// Admit while local and gossiped peer counts are under budget; a bounded overshoot.
     Fast,
+    /// Admit only within this node's share; shares move by published handoffs, so the
+    /// cluster never admits more than the budget while membership is stable.
+    Strict,
 }
 
 /// `[rate_limits]`: per-lineage budgets on `/v1/check` and introspection.
@@ -136,15 +139,9 @@ pub fn read_rate_limits(r: &mut Reader<'_>) -> RateLimitSettings {
     let enabled = r.flag("enabled", true);
     let mode = match r.opt_string("mode").as_deref() {
         None | Some("fast") => BudgetMode::Fast,
-        Some("strict") => {
-            r.problem(
-                "mode",
-                "`strict` is not available yet (see docs/rate-limits.md); use `fast`",
-            );
-            BudgetMode::Fast
-        }
+        Some("strict") => BudgetMode::Strict,
         Some(other) => {
-            r.problem("mode", format!("`{other}` is not a mode (fast)"));
+            r.problem("mode", format!("`{other}` is not a mode (fast, strict)"));
             BudgetMode::Fast
         }
     };

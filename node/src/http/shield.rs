@@ -86,8 +86,11 @@ pub async fn charge(
     if !node.shield.budgets.enabled() {
         return Ok(None);
     }
-    let members = node.shield.members();
-    match node.shield.budgets.charge(token, now_ms, members) {
+    match node
+        .shield
+        .budgets
+        .charge(token, now_ms, node.shield.seat())
+    {
         Verdict::Allow(quota) => Ok(Some(quota)),
         Verdict::Limit(quota) => {
             decision("rate_limited");

@@ -47,8 +47,8 @@ impl Sim {
     }
 
     fn request(&mut self, k: usize) -> bool {
-        let base = self.seat(k).base(self.budget);
-        let admission = self.books[k].admit(&lineage(), base, WINDOW, NOW_MS);
+        let seat = self.seat(k);
+        let admission = self.books[k].admit(&lineage(), self.budget, seat, WINDOW, NOW_MS);
         self.admitted[k] += u64::from(admission.admitted);
         admission.admitted
     }
@@ -172,16 +172,11 @@ fn a_new_window_starts_from_the_base_share() {
         members: 2,
     };
     let admitted: u64 = (0..10)
-        .map(|_| {
-            u64::from(
-                book.admit(&lineage(), seat.base(10), WINDOW, NOW_MS)
-                    .admitted,
-            )
-        })
+        .map(|_| u64::from(book.admit(&lineage(), 10, seat, WINDOW, NOW_MS).admitted))
         .sum();
     assert_eq!(admitted, 5);
     book.grant(&lineage(), WINDOW, seat.base(10), ("n2", 3), NOW_MS);
-    let next = book.admit(&lineage(), seat.base(10), WINDOW + 1, NOW_MS + 60_000);
+    let next = book.admit(&lineage(), 10, seat, WINDOW + 1, NOW_MS + 60_000);
     assert_eq!((next.admitted, next.share), (true, 5));
     assert!(book.reports(WINDOW + 1).is_empty());
 }
