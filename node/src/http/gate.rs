@@ -32,6 +32,7 @@ pub async fn check(req: HttpRequest, node: web::Data<Handles>) -> Result<HttpRes
         Ok(_) => "valid",
         Err(ApiError::Bearer(BearerError::Invalid(r))) => r.label(),
         Err(ApiError::Bearer(BearerError::InsufficientScope(_))) => "insufficient_scope",
+        Err(ApiError::Limited { .. }) => "rate_limited",
         Err(_) => "bad_request",
     };
     metrics::counter!(m::VERIFICATIONS, "outcome" => label).increment(1);
