@@ -82,7 +82,10 @@ fn a_lineage_hammering_every_node_past_its_budget_is_revoked_everywhere() {
 
 #[test]
 fn a_login_ban_made_on_one_node_holds_on_the_others() {
-    let cluster = Cluster::start(3, options("[login]\nban_after_failures = 5\n"));
+    // Limits are cluster-wide: each of the three nodes bans at ⌈15 / 3⌉ = 5 failures
+    // (and the attempts for one user from one address are let up to 10 here).
+    let login = "[login]\nban_after_failures = 15\nper_address_user = 30\n";
+    let cluster = Cluster::start(3, options(login));
     cluster.wait_converged();
     let bot = api::client_from(Ipv4Addr::new(127, 250, 1, 9));
     let n1 = cluster.node(1).base();
@@ -111,6 +114,37 @@ fn a_login_ban_made_on_one_node_holds_on_the_others() {
     let bans = api::admin_get(cluster.node(3).base(), &admin, "/admin/v1/bans");
     assert_eq!(bans["bans"][0]["address"], "127.250.1.9", "{bans}");
     assert_eq!(bans["bans"][0]["reason"], "login_flood", "{bans}");
+}
+
+#[test]
+fn a_network_trusted_on_one_node_is_trusted_on_the_others_under_attack() {
+    // Each node lets ⌈6 / 3⌉ = 2 attempts a minute for one user name through from
+    // networks the user has not logged in from.
+    let cluster = Cluster::start(3, options("[login]\nper_user = 6\n"));
+    cluster.wait_converged();
+    let home = api::client_from(Ipv4Addr::new(127, 251, 2, 1));
+    assert_eq!(api::login_status(cluster.node(1).base(), &home, ALICE), 200);
+
+    // A botnet guesses Alice's password on node 3 until her per-user limit is shut.
+    let n3 = cluster.node(3).base();
+    let wrong = (ALICE.0, "guess");
+    let statuses: Vec<u16> = (1..=6)
+        .map(|i| api::login_status(n3, &api::client_from(Ipv4Addr::new(127, 250, 2, i)), wrong))
+        .collect();
+    assert_eq!(statuses, vec![400, 400, 429, 429, 429, 429]);
+    let elsewhere = api::client_from(Ipv4Addr::new(127, 251, 3, 1));
+    assert_eq!(
+        api::login_status(n3, &elsewhere, ALICE),
+        429,
+        "an untrusted network"
+    );
+
+    // Alice never logged in on node 3, but node 1 gossiped her network: another address
+    // of it gets through.
+    let laptop = api::client_from(Ipv4Addr::new(127, 251, 2, 2));
+    wait_until("node 3 to trust Alice's network", PROPAGATION, || {
+        api::login_status(n3, &laptop, ALICE) == 200
+    });
 }
 
 #[test]

@@ -7,12 +7,21 @@
 //! rather than queued. Failures per address lead to escalating bans (see
 //! [`crate::revocation`] for how bans are stored and shared).
 //!
+//! The configured limits are cluster-wide: with N live members each node enforces
+//! ⌈limit / N⌉ of them, so an attacker spreading attempts over every node gets no more
+//! password checks than the limit says, and one that sticks to one node gets fewer.
+//!
 //! Nothing here locks an account: the per-user limit skips networks where the user
-//! logged in successfully within the trusted-network lifetime. See `docs/abuse.md`.
+//! logged in successfully within the trusted-network lifetime. A node gossips the
+//! networks it trusted in the last minute ([`LoginGuard::recent_trust`]), so the user's
+//! next login is recognised on every node. See `docs/abuse.md`.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::net::{address_key, network_key};
@@ -23,6 +32,21 @@ use crate::revocation::{DenyList, Reason, Revocation, Target};
 
 /// Login counters are per minute.
 const WINDOW_MS: u64 = 60_000;
+/// How long a network this node trusted stays in its gossiped value.
+const TRUST_GOSSIP_MS: u64 = 60_000;
+/// Most trusted networks one node gossips at a time (the newest win).
+const TRUST_GOSSIP_MAX: usize = 128;
+
+/// A network a user logged in from successfully, as one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustGrant {
+    /// The user name.
+    pub user: String,
+    /// The network key (`/24` or `/64`).
+    pub network: String,
+    /// When the trust ends, Unix ms.
+    pub until_ms: u64,
+}
 
 /// Why a login attempt was refused before its password was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +141,10 @@ pub struct LoginGuard {
     trusted: Table<(String, String), Trusted>,
     failures: Table<String, Failures>,
     hashing: Arc<Semaphore>,
+    /// Live cluster members, this node included: the divisor of every limit.
+    members: AtomicUsize,
+    /// Networks trusted here lately, oldest first, with when: what this node gossips.
+    granted: Mutex<VecDeque<(u64, TrustGrant)>>,
 }
 
 impl LoginGuard {
@@ -131,7 +159,25 @@ impl LoginGuard {
             trusted: Table::new(max_entries),
             failures: Table::new(max_entries),
             hashing,
+            members: AtomicUsize::new(1),
+            granted: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Sets the live member count the cluster-wide limits are divided by.
+    pub fn set_members(&self, members: usize) {
+        self.members.store(members.max(1), Ordering::Relaxed);
+    }
+
+    /// Failures from one address that earn a ban on this node now.
+    pub fn ban_threshold(&self) -> u64 {
+        self.share(self.settings.ban_after_failures)
+    }
+
+    /// This node's part of a cluster-wide limit.
+    fn share(&self, limit: u64) -> u64 {
+        let members = self.members.load(Ordering::Relaxed).max(1) as u64;
+        limit.div_ceil(members)
     }
 
     /// The limits in force.
@@ -164,11 +210,11 @@ impl LoginGuard {
         } else {
             self.per_user.update(&pair.1, now_ms, |c| c.add(now_ms))
         };
-        if from_address > self.settings.per_address {
+        if from_address > self.share(self.settings.per_address) {
             Err(Refusal::AddressLimit)
-        } else if for_pair > self.settings.per_address_user {
+        } else if for_pair > self.share(self.settings.per_address_user) {
             Err(Refusal::AddressUserLimit)
-        } else if for_user > self.settings.per_user {
+        } else if for_user > self.share(self.settings.per_user) {
             Err(Refusal::UserLimit)
         } else {
             Ok(())
@@ -180,19 +226,61 @@ impl LoginGuard {
         Arc::clone(&self.hashing).try_acquire_owned().ok()
     }
 
-    /// Records a successful login: the user's network is trusted from now on.
+    /// Records a successful login: the user's network is trusted from now on, here and,
+    /// once gossiped, on every node.
     pub fn succeeded(&self, ip: IpAddr, user: &str, now_ms: u64) {
-        let until_ms = now_ms + self.settings.trusted_network_ttl.as_millis() as u64;
-        let key = (user.to_owned(), network_key(ip));
-        self.trusted
-            .update(&key, now_ms, |t| t.until_ms = t.until_ms.max(until_ms));
+        let grant = TrustGrant {
+            user: user.to_owned(),
+            network: network_key(ip),
+            until_ms: now_ms + self.settings.trusted_network_ttl.as_millis() as u64,
+        };
+        self.trust_one(&grant, now_ms);
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        granted.retain(|(_, g)| g.user != grant.user || g.network != grant.network);
+        if granted.len() == TRUST_GOSSIP_MAX {
+            granted.pop_front();
+        }
+        granted.push_back((now_ms, grant));
+    }
+
+    /// The networks this node trusted in the last minute, for its `trust` gossip key.
+    /// Empty when nobody logged in lately, so a quiet node gossips nothing new.
+    pub fn recent_trust(&self, now_ms: u64) -> Vec<TrustGrant> {
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        while granted
+            .front()
+            .is_some_and(|(at, _)| at + TRUST_GOSSIP_MS <= now_ms)
+        {
+            granted.pop_front();
+        }
+        granted.iter().map(|(_, g)| g.clone()).collect()
+    }
+
+    /// Takes in the networks a peer trusted. A grant never lasts longer than this
+    /// node's own trusted-network lifetime.
+    pub fn trust(&self, grants: &[TrustGrant], now_ms: u64) {
+        let longest = now_ms + self.settings.trusted_network_ttl.as_millis() as u64;
+        for grant in grants.iter().filter(|g| g.until_ms > now_ms) {
+            let grant = TrustGrant {
+                until_ms: grant.until_ms.min(longest),
+                ..grant.clone()
+            };
+            self.trust_one(&grant, now_ms);
+        }
+    }
+
+    fn trust_one(&self, grant: &TrustGrant, now_ms: u64) {
+        let key = (grant.user.clone(), grant.network.clone());
+        self.trusted.update(&key, now_ms, |t| {
+            t.until_ms = t.until_ms.max(grant.until_ms);
+        });
     }
 
     /// Records a failed login (wrong password or unknown user). Returns the ban to issue
     /// when the address has now failed too often.
     pub fn failed(&self, ip: IpAddr, now_ms: u64, deny: &DenyList) -> Option<Revocation> {
         let address = address_key(ip);
-        let threshold = self.settings.ban_after_failures;
+        let threshold = self.ban_threshold();
         let offence = deny.offences(&address) + 1;
         let step = (offence as usize - 1).min(self.settings.ban_steps.len() - 1);
         let until_ms = now_ms + self.settings.ban_steps[step].as_millis() as u64;

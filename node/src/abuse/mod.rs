@@ -121,6 +121,7 @@ impl Shield {
     pub fn set_seat(&self, seat: Seat) {
         self.index.store(seat.index, Ordering::Relaxed);
         self.members.store(seat.members.max(1), Ordering::Relaxed);
+        self.login.set_members(seat.members);
     }
 
     /// Drops every counter whose windows have passed.

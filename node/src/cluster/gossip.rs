@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use super::rates::RateExchange;
 use super::wire::{self, Spend};
 use crate::abuse::budget::Report;
+use crate::abuse::login::TrustGrant;
 use crate::abuse::shares::{Seat, ShareReport};
 use crate::abuse::Shield;
 use crate::clock::SharedClock;
@@ -183,7 +184,7 @@ impl Gossip {
                 .iter()
                 .map(|u| (u.from.clone(), u.version))
                 .collect();
-            this.merge_rates(&mut round.updates);
+            this.merge_exchanges(&mut round.updates);
             let peers = this.peers.clone();
             let own_id = this.node_id.clone();
             async move { (apply(round.updates, &peers, &own_id).await, marks) }.into_actor(this)
@@ -225,6 +226,7 @@ impl Gossip {
         let now = self.peers.clock.now_ms();
         out.rates = self.rates.outgoing(&self.peers.shield, now);
         out.shares = self.rates.shares_out(&self.peers.shield, now);
+        out.trust = wire::encode(&self.peers.shield.login.recent_trust(now));
         let (expired, live) = std::mem::take(&mut self.own_batches)
             .into_iter()
             .partition(|(_, expires)| *expires <= now);
@@ -240,9 +242,9 @@ impl Gossip {
         out.set.push((key, value));
     }
 
-    /// Takes the peers' budget reports out of `updates` and applies them at once: they
-    /// need no journal, only the latest of each peer counts.
-    fn merge_rates(&mut self, updates: &mut Vec<Update>) {
+    /// Takes the peers' budget reports and trusted login networks out of `updates` and
+    /// applies them at once: they need no journal, only the latest of each peer counts.
+    fn merge_exchanges(&mut self, updates: &mut Vec<Update>) {
         let now = self.peers.clock.now_ms();
         let shield = self.peers.shield.clone();
         let own_id = self.node_id.clone();
@@ -253,6 +255,8 @@ impl Gossip {
                     .map(|reports| self.rates.incoming(from, reports, &shield, now)),
                 wire::SHARES => wire::decode::<Vec<ShareReport>>(&update.value)
                     .map(|reports| self.rates.shares_in(from, &own_id, reports, &shield, now)),
+                wire::TRUST => wire::decode::<Vec<TrustGrant>>(&update.value)
+                    .map(|grants| shield.login.trust(&grants, now)),
                 _ => return true,
             };
             if decoded.is_none() {
@@ -355,6 +359,8 @@ struct Outgoing {
     rates: String,
     /// The `share` value (strict mode only), written when it changed.
     shares: Option<String>,
+    /// The `trust` value, written when it changed.
+    trust: String,
 }
 
 fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]) {
@@ -372,6 +378,9 @@ fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]
         if state.get(wire::SHARES) != Some(shares.as_str()) {
             state.set(wire::SHARES, shares);
         }
+    }
+    if state.get(wire::TRUST) != Some(outgoing.trust.as_str()) {
+        state.set(wire::TRUST, outgoing.trust);
     }
     let keys = wire::encode(&keys.to_vec());
     if state.get(wire::KEYS) != Some(keys.as_str()) {

@@ -13,6 +13,7 @@
 //! | `spent.<seq>` | a batch of refresh generations this node accepted, never rewritten |
 //! | `rate` | this node's counts of the lineages near their budget, rewritten as they change |
 //! | `share` | strict mode: this node's budget handoffs and unmet needs, rewritten as they change |
+//! | `trust` | the networks users logged in from successfully on this node in the last minute |
 
 use std::ops::Range;
 
@@ -39,6 +40,8 @@ pub const SPENDS: &str = "spent.";
 pub const RATES: &str = "rate";
 /// Strict-mode share handoffs key.
 pub const SHARES: &str = "share";
+/// Recently trusted login networks key.
+pub const TRUST: &str = "trust";
 /// Largest encoded value written; well under chitchat's 65,535-byte limit so that a
 /// value plus its key and framing always fits one datagram.
 pub const MAX_VALUE_BYTES: usize = 48 * 1024;

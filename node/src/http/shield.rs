@@ -213,7 +213,7 @@ pub async fn login_outcome(node: &Handles, ip: Option<IpAddr>, username: &str, s
     if let Some(ban) = node.shield.login.failed(ip, now_ms, &node.view.deny) {
         decision("login_ban");
         tracing::info!(client.ip = %ip, "address banned after repeated login failures");
-        let threshold = node.shield.login.settings().ban_after_failures;
+        let threshold = node.shield.login.ban_threshold();
         record_address(node, &ban, threshold);
         persist(node, ban).await;
     }

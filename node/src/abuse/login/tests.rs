@@ -163,3 +163,84 @@ fn hashing_permits_run_out_instead_of_queueing() {
     drop(first);
     assert!(guard.hashing_permit().is_some());
 }
+
+#[test]
+fn limits_are_cluster_wide_so_each_node_enforces_its_share() {
+    // Three nodes, each a guard of its own: a bot spreading attempts over all of them
+    // gets no more than the configured limits in total.
+    let nodes: Vec<LoginGuard> = (0..3).map(|_| LoginGuard::new(settings(), 1_000)).collect();
+    for node in &nodes {
+        node.set_members(3);
+    }
+    let deny = DenyList::default();
+    let bot = ip("198.51.100.9");
+    let admitted = (0..300)
+        .filter(|i| nodes[i % 3].admit(bot, &format!("u{i}"), T0, &deny).is_ok())
+        .count();
+    assert_eq!(admitted, 21, "⌈20 / 3⌉ = 7 per node");
+    let bans = (0..30)
+        .filter_map(|i| nodes[i % 3].failed(bot, T0, &deny))
+        .count();
+    assert_eq!(
+        bans, 3,
+        "each node bans at its share, ⌈10 / 3⌉ = 4 failures"
+    );
+    let first = (0..4).position(|_| nodes[0].failed(ip("192.0.2.1"), T0, &deny).is_some());
+    assert_eq!(first, Some(3), "one node alone bans at the fourth failure");
+    assert_eq!(nodes[0].ban_threshold(), 4);
+    nodes[0].set_members(1);
+    assert_eq!(nodes[0].ban_threshold(), 10, "alone again, the full limit");
+}
+
+#[test]
+fn trusted_networks_gossiped_by_one_node_open_the_others() {
+    let here = LoginGuard::new(settings(), 1_000);
+    let there = LoginGuard::new(settings(), 1_000);
+    let deny = DenyList::default();
+    let home = ip("192.0.2.10");
+    here.succeeded(home, "alice", T0);
+    here.succeeded(home, "alice", T0 + 1);
+    let grants = here.recent_trust(T0 + 2);
+    assert_eq!(
+        grants.len(),
+        1,
+        "a repeated success is one grant: {grants:?}"
+    );
+    assert_eq!(grants[0].network, "192.0.2.0/24");
+    there.trust(&grants, T0 + 2);
+    // A botnet exhausts Alice's per-user limit on the other node.
+    for i in 0..50 {
+        let _ = there.admit(ip(&format!("203.0.113.{i}")), "alice", T0 + 3, &deny);
+    }
+    assert_eq!(
+        there.admit(ip("203.0.113.200"), "alice", T0 + 3, &deny),
+        Err(Refusal::UserLimit)
+    );
+    assert_eq!(
+        there.admit(ip("192.0.2.77"), "alice", T0 + 3, &deny),
+        Ok(())
+    );
+    // The grant leaves the gossiped value after a minute; the trust itself stays.
+    assert!(here.recent_trust(T0 + 1 + MINUTE).is_empty());
+}
+
+#[test]
+fn a_peer_grant_cannot_outlast_the_local_trusted_lifetime() {
+    let guard = LoginGuard::new(settings(), 1_000);
+    let deny = DenyList::default();
+    let forever = TrustGrant {
+        user: "alice".into(),
+        network: "192.0.2.0/24".into(),
+        until_ms: u64::MAX,
+    };
+    guard.trust(&[forever], T0);
+    let after_ttl = T0 + 3_600_000 + 1;
+    for i in 0..50 {
+        let _ = guard.admit(ip(&format!("203.0.113.{i}")), "alice", after_ttl, &deny);
+    }
+    assert_eq!(
+        guard.admit(ip("192.0.2.77"), "alice", after_ttl, &deny),
+        Err(Refusal::UserLimit),
+        "trust past the local lifetime was capped"
+    );
+}
