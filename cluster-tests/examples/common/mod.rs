@@ -9,8 +9,10 @@
 // Each example uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod wrk;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -31,12 +33,21 @@ pub struct Conn {
 impl Conn {
     /// Connects to the node at `base` (`http://ip:port`).
     pub fn open(base: &str) -> Self {
+        Self::open_from(base, None)
+    }
+
+    /// Connects to the node at `base` from `source`, a loopback address of the caller's
+    /// choosing (every 127.0.0.0/8 address is local on Linux), or from any address.
+    pub fn open_from(base: &str, source: Option<Ipv4Addr>) -> Self {
         let host = base
             .strip_prefix("http://")
             .expect("node base URLs are plain http")
             .trim_end_matches('/')
             .to_owned();
-        let stream = TcpStream::connect(&host).expect("the node accepts a connection");
+        let stream = match source {
+            None => TcpStream::connect(&host).expect("the node accepts a connection"),
+            Some(source) => connect_from(source, &host),
+        };
         stream.set_nodelay(true).expect("TCP_NODELAY can be set");
         stream
             .set_read_timeout(Some(IO_TIMEOUT))
@@ -58,31 +69,21 @@ impl Conn {
         self.exchange(&request).0
     }
 
+    /// A password-grant login through the `web` client; returns the status.
+    pub fn login(&mut self, user: &str, password: &str) -> u16 {
+        let body = format!("grant_type=password&username={user}&password={password}");
+        self.post_as_web("/oauth/token", &body).0
+    }
+
     /// `POST /oauth/revoke` of `token` as the `web` client; returns the status.
     pub fn revoke(&mut self, token: &str) -> u16 {
-        let body = format!("token={token}");
-        let basic = STANDARD.encode(format!("{}:{}", WEB.0, WEB.1));
-        let request = format!(
-            "POST /oauth/revoke HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {basic}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        self.exchange(&request).0
+        self.post_as_web("/oauth/revoke", &format!("token={token}")).0
     }
 
     /// `POST /oauth/token` with `client_credentials` as the `web` client; the access
     /// token.
     pub fn client_token(&mut self) -> String {
-        let body = "grant_type=client_credentials";
-        let basic = STANDARD.encode(format!("{}:{}", WEB.0, WEB.1));
-        let request = format!(
-            "POST /oauth/token HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {basic}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        let (status, body) = self.exchange(&request);
+        let (status, body) = self.post_as_web("/oauth/token", "grant_type=client_credentials");
         assert_eq!(status, 200, "client_credentials answered {status}");
         let json: serde_json::Value =
             serde_json::from_slice(&body).expect("the token response is JSON");
@@ -90,6 +91,18 @@ impl Conn {
             .as_str()
             .expect("the response holds an access token")
             .to_owned()
+    }
+
+    /// `POST`s a form to `path` with the `web` client's Basic credentials.
+    pub fn post_as_web(&mut self, path: &str, body: &str) -> (u16, Vec<u8>) {
+        let basic = STANDARD.encode(format!("{}:{}", WEB.0, WEB.1));
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {basic}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.exchange(&request)
     }
 
     /// Writes one request and reads its response: status and body.
@@ -138,6 +151,20 @@ impl Conn {
             );
         }
     }
+}
+
+/// A TCP connection to `host` (`ip:port`) whose source address is `source`.
+fn connect_from(source: Ipv4Addr, host: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let target: SocketAddr = host.parse().expect("node hosts are ip:port");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .unwrap_or_else(|e| panic!("cannot bind {source}: {e}"));
+    socket
+        .connect(&target.into())
+        .unwrap_or_else(|e| panic!("{source} cannot connect to {host}: {e}"));
+    socket.into()
 }
 
 /// The `q`-quantile (0..=1) of `sorted`, by nearest rank.
