@@ -146,6 +146,18 @@ impl Issuer {
             )));
         }
         self.families.retain(|_, f| f.expires_ms > now);
+        self.export_key_gauges(now);
+    }
+
+    /// Publishes when the signing key took over and the rotation period, from which an
+    /// alert can tell that a scheduled rotation is overdue.
+    fn export_key_gauges(&self, now: u64) {
+        if let Some(signing) = self.ring.signing(now) {
+            let activated = signing.activate_ms as f64 / 1000.0;
+            metrics::gauge!(m::SIGNING_KEY_ACTIVATED).set(activated);
+        }
+        let period = self.schedule.rotation_period_ms as f64 / 1000.0;
+        metrics::gauge!(m::KEY_ROTATION_PERIOD).set(period);
     }
 
     /// Publishes a successor key; persists the ring before anything can use it.
@@ -171,6 +183,7 @@ impl Actor for Issuer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.export_key_gauges(self.clock.now_ms());
         ctx.run_interval(TICK, |this, _| this.tick());
     }
 }

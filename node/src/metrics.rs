@@ -27,6 +27,10 @@ pub const REVOCATIONS: &str = "portcullis_revocations_total";
 pub const REFRESH_REUSE: &str = "portcullis_refresh_reuse_detected_total";
 /// Signing-key rotations.
 pub const KEY_ROTATIONS: &str = "portcullis_key_rotations_total";
+/// Unix time, in seconds, at which the key that signs now started signing.
+pub const SIGNING_KEY_ACTIVATED: &str = "portcullis_signing_key_activated_timestamp_seconds";
+/// The configured `rotation_period`, so alerts can compare the signing key's age with it.
+pub const KEY_ROTATION_PERIOD: &str = "portcullis_key_rotation_period_seconds";
 /// Live entries in the deny list.
 pub const DENY_LIST_ENTRIES: &str = "portcullis_deny_list_entries";
 /// HTTP request latency, by `endpoint` (route pattern) and `status` class.
@@ -117,6 +121,16 @@ fn describe() {
         "Refresh families revoked for reuse or a cross-node fork"
     );
     describe_counter!(KEY_ROTATIONS, "Signing-key rotations");
+    describe_gauge!(
+        SIGNING_KEY_ACTIVATED,
+        Unit::Seconds,
+        "Unix time the current signing key started signing"
+    );
+    describe_gauge!(
+        KEY_ROTATION_PERIOD,
+        Unit::Seconds,
+        "Configured time a key signs before its successor"
+    );
     describe_gauge!(DENY_LIST_ENTRIES, "Live entries in the deny list");
     describe_histogram!(
         HTTP_DURATION,
