@@ -3,10 +3,13 @@
 //! | route | module |
 //! |---|---|
 //! | `POST /oauth/token`, `/oauth/revoke`, `/oauth/introspect` | [`oauth`] |
-//! | `GET /v1/check[/{path}]` | [`gate`] |
+//! | `/v1/check[/{path}]`, any method | [`gate`] |
 //! | `/admin/v1/…` | [`admin`]; bans and abuse in [`admin_abuse`] |
 //! | `/.well-known/…`, `/metrics`, `/healthz`, `/readyz` | [`ops`] |
 //! | `GET /cluster/v1/snapshot` (peers only, sealed) | [`peer`] |
+//!
+//! Every route is one line of `ROUTES`; [`routes`] lists them, so that a test can hold
+//! `docs/openapi.yaml` and `docs/api.md` to what is actually served.
 
 mod admin;
 mod admin_abuse;
@@ -25,13 +28,14 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpServer, Route};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
 use self::error::ApiError;
+use crate::cluster::snapshot;
 use crate::metrics as m;
 use crate::node::{Handles, StartError};
 
@@ -64,7 +68,7 @@ pub fn serve(node: Arc<Handles>, listener: std::net::TcpListener) -> Result<Serv
                     res
                 })
             })
-            .configure(routes)
+            .configure(register)
     })
     .workers(workers)
     .shutdown_timeout(10)
@@ -73,42 +77,79 @@ pub fn serve(node: Arc<Handles>, listener: std::net::TcpListener) -> Result<Serv
     Ok(server.run())
 }
 
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/oauth/token").route(web::post().to(oauth::token)))
-        .service(endpoint("/oauth/revoke").route(web::post().to(oauth::revoke)))
-        .service(endpoint("/oauth/introspect").route(web::post().to(oauth::introspect)))
-        .service(endpoint("/v1/check").route(web::route().to(gate::check)))
-        .service(endpoint("/v1/check/{path:.*}").route(web::route().to(gate::check)))
-        .service(endpoint("/.well-known/jwks.json").route(web::get().to(ops::jwks)))
-        .service(
-            endpoint("/.well-known/oauth-authorization-server").route(web::get().to(ops::metadata)),
-        )
-        .service(endpoint("/metrics").route(web::get().to(ops::metrics)))
-        .service(endpoint("/healthz").route(web::get().to(ops::healthz)))
-        .service(endpoint("/readyz").route(web::get().to(ops::readyz)))
-        .service(endpoint(crate::cluster::snapshot::PATH).route(web::get().to(peer::snapshot)))
-        .service(
-            web::scope("/admin/v1")
-                .service(
-                    endpoint("/revocations")
-                        .route(web::post().to(admin::revoke))
-                        .route(web::get().to(admin::list_revocations)),
-                )
-                .service(endpoint("/keys").route(web::get().to(admin::keys)))
-                .service(endpoint("/cluster").route(web::get().to(admin::cluster)))
-                .service(endpoint("/keys/rotate").route(web::post().to(admin::rotate)))
-                .service(
-                    endpoint("/bans")
-                        .route(web::get().to(admin_abuse::list_bans))
-                        .route(web::post().to(admin_abuse::ban)),
-                )
-                .service(endpoint("/bans/{address:.+}").route(web::delete().to(admin_abuse::lift)))
-                .service(endpoint("/abuse").route(web::get().to(admin_abuse::abuse)))
-                .service(
-                    endpoint("/abuse/budgets/{kind}/{id}")
-                        .route(web::delete().to(admin_abuse::clear_budget)),
-                ),
-        );
+/// Attaches a handler to a route whose method guard is already set.
+type Attach = fn(Route) -> Route;
+
+const GET: Option<Method> = Some(Method::GET);
+const POST: Option<Method> = Some(Method::POST);
+const DELETE: Option<Method> = Some(Method::DELETE);
+/// The route answers every method.
+const ANY: Option<Method> = None;
+
+/// Every route the node serves: method, actix path pattern and handler. The one list
+/// both [`register`] and [`routes`] read, so the documented API can be checked against
+/// what is served. Routes sharing a path become one resource.
+#[rustfmt::skip]
+const ROUTES: &[(Option<Method>, &str, Attach)] = &[
+    (POST,   "/oauth/token",                            |r| r.to(oauth::token)),
+    (POST,   "/oauth/revoke",                           |r| r.to(oauth::revoke)),
+    (POST,   "/oauth/introspect",                       |r| r.to(oauth::introspect)),
+    (ANY,    "/v1/check",                               |r| r.to(gate::check)),
+    (ANY,    "/v1/check/{path:.*}",                     |r| r.to(gate::check)),
+    (GET,    "/.well-known/jwks.json",                  |r| r.to(ops::jwks)),
+    (GET,    "/.well-known/oauth-authorization-server", |r| r.to(ops::metadata)),
+    (GET,    "/metrics",                                |r| r.to(ops::metrics)),
+    (GET,    "/healthz",                                |r| r.to(ops::healthz)),
+    (GET,    "/readyz",                                 |r| r.to(ops::readyz)),
+    (GET,    snapshot::PATH,                            |r| r.to(peer::snapshot)),
+    (POST,   "/admin/v1/revocations",                   |r| r.to(admin::revoke)),
+    (GET,    "/admin/v1/revocations",                   |r| r.to(admin::list_revocations)),
+    (GET,    "/admin/v1/keys",                          |r| r.to(admin::keys)),
+    (POST,   "/admin/v1/keys/rotate",                   |r| r.to(admin::rotate)),
+    (GET,    "/admin/v1/cluster",                       |r| r.to(admin::cluster)),
+    (GET,    "/admin/v1/bans",                          |r| r.to(admin_abuse::list_bans)),
+    (POST,   "/admin/v1/bans",                          |r| r.to(admin_abuse::ban)),
+    (DELETE, "/admin/v1/bans/{address:.+}",             |r| r.to(admin_abuse::lift)),
+    (GET,    "/admin/v1/abuse",                         |r| r.to(admin_abuse::abuse)),
+    (DELETE, "/admin/v1/abuse/budgets/{kind}/{id}",     |r| r.to(admin_abuse::clear_budget)),
+];
+
+/// A route the node serves, as [`routes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRoute {
+    /// The method it answers; `None` for a route that answers every method.
+    pub method: Option<Method>,
+    /// The actix path pattern, e.g. `/admin/v1/bans/{address:.+}`.
+    pub pattern: &'static str,
+}
+
+/// Every route the node serves, in registration order.
+pub fn routes() -> Vec<ServedRoute> {
+    ROUTES
+        .iter()
+        .map(|(method, pattern, _)| ServedRoute {
+            method: method.clone(),
+            pattern,
+        })
+        .collect()
+}
+
+/// Registers [`ROUTES`], one resource per path so that each answers all its methods.
+fn register(cfg: &mut web::ServiceConfig) {
+    for (i, (_, path, _)) in ROUTES.iter().enumerate() {
+        if ROUTES[..i].iter().any(|(_, p, _)| p == path) {
+            continue;
+        }
+        let mut resource = endpoint(path);
+        for (method, _, attach) in ROUTES[i..].iter().filter(|(_, p, _)| p == path) {
+            let route = match method {
+                Some(method) => web::route().method(method.clone()),
+                None => web::route(),
+            };
+            resource = resource.route(attach(route));
+        }
+        cfg.service(resource);
+    }
 }
 
 /// A resource that answers methods it does not route with a JSON 405.
