@@ -1,7 +1,11 @@
-//! The `portcullis` binary: `serve`, `hash-password`, `mint-client-secret`.
+//! The `portcullis` binary: `serve`, `hash-password`, `mint-client-secret`, and the
+//! operator subcommands in [`cli`] (`healthcheck`, `admin`).
+
+mod cli;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -29,30 +33,28 @@ enum Command {
     HashPassword,
     /// Mint a random client secret and print it with its `secret_hash`.
     MintClientSecret,
+    /// Exit 0 if a node answers 200 (by default on /readyz), 1 otherwise; for HEALTHCHECK.
+    Healthcheck(cli::health::HealthArgs),
+    /// Call a node's admin API (token in PORTCULLIS_TOKEN).
+    Admin(cli::admin::AdminArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => serve(config)?,
         Command::HashPassword => {
             let password = read_password()?;
             println!("{}", hash_password(&password));
-            Ok(())
         }
         Command::MintClientSecret => {
             let (secret, hash) = mint_client_secret();
             println!("client_secret = {secret}");
             println!("secret_hash   = \"{hash}\"");
-            Ok(())
         }
+        Command::Healthcheck(args) => return Ok(cli::health::run(&args)),
+        Command::Admin(args) => return Ok(cli::admin::run(&args)),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -70,6 +72,13 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let config = match Config::load(path.as_deref()) {
         Ok(config) => config,
         Err(error) => {

@@ -13,7 +13,12 @@ use super::reader::Problem;
 pub const PREFIX: &str = "PORTCULLIS_";
 
 /// Variables under the prefix that are not settings (read by the CLI itself).
-const NOT_SETTINGS: &[&str] = &["PORTCULLIS_CONFIG", "PORTCULLIS_LOG", "PORTCULLIS_TOKEN"];
+const NOT_SETTINGS: &[&str] = &[
+    "PORTCULLIS_CONFIG",
+    "PORTCULLIS_LOG",
+    "PORTCULLIS_TOKEN",
+    "PORTCULLIS_NODE",
+];
 
 /// Lays every `PORTCULLIS_*` variable in `vars` over `table`; returns the paths set,
 /// with the variable that set each, so problems can name the variable.
