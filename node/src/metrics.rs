@@ -45,8 +45,9 @@ pub const ABUSE_DECISIONS: &str = "portcullis_abuse_decisions_total";
 /// Password-grant attempts by `outcome`: `success` and `failure` reached password
 /// hashing; every other outcome was refused before it.
 pub const LOGINS: &str = "portcullis_logins_total";
-/// Entries held in the anti-abuse counter tables.
-pub const ABUSE_COUNTERS: &str = "portcullis_abuse_counter_entries";
+/// Entries held in the anti-abuse counter tables (not `…_counter_…`: promtool rejects
+/// a gauge named like a counter).
+pub const ABUSE_COUNTERS: &str = "portcullis_abuse_table_entries";
 /// Address bans and denials in force.
 pub const BANS_ACTIVE: &str = "portcullis_bans_active";
 
