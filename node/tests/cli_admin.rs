@@ -81,8 +81,276 @@ fn healthcheck_gives_up_after_its_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
-#[allow(dead_code)]
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("--json printed JSON: {}", stdout(output)))
+}
+
+/// Runs `portcullis admin ARGS` against `node` with `token`; asserts it succeeded.
+fn admin(node: &TestNode, token: &str, args: &[&str]) -> Output {
+    let output = admin_any(node, token, args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "admin {args:?} failed: {}",
+        stderr(&output)
+    );
+    output
+}
+
+/// Runs `portcullis admin ARGS` against `node` with `token`, whatever the outcome.
+fn admin_any(node: &TestNode, token: &str, args: &[&str]) -> Output {
+    let mut all = vec!["admin", "--node", node.base.as_str()];
+    all.extend_from_slice(args);
+    run(&all, &[("PORTCULLIS_TOKEN", token)])
+}
+
+fn jti(token: &str) -> String {
+    let (_, claims) = decode_jwt(token);
+    claims["jti"].as_str().expect("a jti").to_owned()
+}
+
+fn access(body: &Value) -> String {
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+#[test]
+fn admin_revokes_by_jti_subject_and_client_and_lists_what_it_revoked() {
+    let node = TestNode::start();
+    let token = admin_token(&node.base);
+    let by_jti = access(&alice_tokens(&node.base, None));
+    let form = [
+        ("grant_type", "password"),
+        ("username", "bob"),
+        ("password", "bob-password"),
+    ];
+    let bob = access(&token_ok(&node.base, WEB, &form));
+    let alice_via_other = token_ok(
+        &node.base,
+        OTHER,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ],
+    );
+    let by_client = access(&alice_via_other);
+    for t in [&by_jti, &bob, &by_client] {
+        assert_eq!(check(&node.base, t, &[]).status(), 200);
+    }
+
+    // Table form: a header, then the one revocation made.
+    let id = jti(&by_jti);
+    let shown = stdout(&admin(&node, &token, &["revoke", "jti", &id]));
+    assert!(shown.starts_with("revoked:\nKIND"), "{shown}");
+    assert!(shown.contains(&format!("token  {id}  admin")), "{shown}");
+    assert_eq!(check(&node.base, &by_jti, &[]).status(), 401);
+
+    // JSON form: the node's answer as it is.
+    let made = json(&admin(
+        &node,
+        &token,
+        &["--json", "revoke", "subject", "bob"],
+    ));
+    assert_eq!(made["kind"], "subject");
+    assert_eq!(made["subject"], "bob");
+    assert_eq!(check(&node.base, &bob, &[]).status(), 401);
+    let made = json(&admin(
+        &node,
+        &token,
+        &["revoke", "client", "other", "--json"],
+    ));
+    assert_eq!(made["client_id"], "other");
+    assert_eq!(check(&node.base, &by_client, &[]).status(), 401);
+    // Alice's tokens through `web` are untouched.
+    let kept = access(&alice_tokens(&node.base, None));
+    assert_eq!(check(&node.base, &kept, &[]).status(), 200);
+
+    let listed = stdout(&admin(&node, &token, &["revocations"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(
+        lines[0].starts_with("KIND") && lines[0].contains("EXPIRES"),
+        "{listed}"
+    );
+    for (kind, target) in [
+        ("token", id.as_str()),
+        ("subject", "bob"),
+        ("client", "other"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(kind) && l.contains(target)),
+            "{kind} {target} not listed: {listed}"
+        );
+    }
+    let listed = json(&admin(&node, &token, &["revocations", "--json"]));
+    let entries = listed["revocations"].as_array().expect("a list");
+    assert_eq!(entries.len(), 3, "{listed}");
+
+    // A base64url jti may start with `-`: it is an identifier, not an option.
+    let made = json(&admin(
+        &node,
+        &token,
+        &["revoke", "jti", "-bFneqm0Z3hi", "--json"],
+    ));
+    assert_eq!(made["jti"], "-bFneqm0Z3hi");
+}
+
+#[test]
+fn admin_bans_an_address_lists_the_ban_and_lifts_it() {
+    let node = TestNode::start();
+    let token = admin_token(&node.base);
+    assert_eq!(stdout(&admin(&node, &token, &["bans"])), "no bans\n");
+
+    let banned = stdout(&admin(&node, &token, &["ban", "192.0.2.7", "--for", "10m"]));
+    assert!(banned.starts_with("banned:\nADDRESS"), "{banned}");
+    for scope in ["login", "gate"] {
+        assert!(banned.contains(&format!("192.0.2.7  {scope}")), "{banned}");
+    }
+    let listed = stdout(&admin(&node, &token, &["bans"]));
+    assert!(listed.starts_with("ADDRESS"), "{listed}");
+    assert_eq!(listed.matches("192.0.2.7").count(), 2, "{listed}");
+    let listed = json(&admin(&node, &token, &["--json", "bans"]));
+    let bans = listed["bans"].as_array().expect("a list");
+    assert_eq!(bans.len(), 2, "{listed}");
+    assert!(bans.iter().all(|b| b["address"] == "192.0.2.7"), "{listed}");
+    let until = bans[0]["until_ms"].as_u64().expect("until_ms");
+    let ten_minutes = node.handles.clock.now_ms() + 600_000;
+    assert_eq!(until, ten_minutes);
+
+    let lifted = stdout(&admin(&node, &token, &["unban", "192.0.2.7"]));
+    assert!(lifted.starts_with("lifted:\nADDRESS"), "{lifted}");
+    assert_eq!(stdout(&admin(&node, &token, &["bans"])), "no bans\n");
+    let listed = json(&admin(&node, &token, &["bans", "--json"]));
+    assert_eq!(listed["bans"], serde_json::json!([]));
+
+    // Lifting again: the node's 404 is reported, and the exit status says it failed.
+    let again = admin_any(&node, &token, &["unban", "192.0.2.7"]);
+    assert_eq!(again.status.code(), Some(1));
+    let why = stderr(&again);
+    assert!(why.contains("404") && why.contains("not_found"), "{why}");
+}
+
+#[test]
+fn admin_rotates_keys_and_shows_the_new_key() {
+    let node = TestNode::start();
+    let token = admin_token(&node.base);
+    let before = json(&admin(&node, &token, &["keys", "--json"]));
+    let signing = before["signing_kid"]
+        .as_str()
+        .expect("signing kid")
+        .to_owned();
+    let kids = |body: &Value| -> Vec<String> {
+        let keys = body["keys"].as_array().expect("a key list");
+        keys.iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    };
+    assert_eq!(kids(&before), [signing.clone()]);
+    let shown = stdout(&admin(&node, &token, &["keys"]));
+    assert!(
+        shown.starts_with(&format!("this node signs with {signing}\nKID")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("{signing} *")), "{shown}");
+    assert!(shown.contains("current"), "{shown}");
+
+    let rotated = stdout(&admin(&node, &token, &["rotate-keys"]));
+    assert!(rotated.starts_with("new key published"), "{rotated}");
+    assert!(rotated.contains("next"), "{rotated}");
+    let after = json(&admin(&node, &token, &["keys", "--json"]));
+    let new: Vec<String> = kids(&after).into_iter().filter(|k| *k != signing).collect();
+    assert_eq!(new.len(), 1, "rotation adds one kid: {after}");
+    assert!(rotated.contains(&new[0]), "{rotated}");
+    // It is published in the JWKS too, before it signs.
+    let jwks: Value = http()
+        .get(node.url("/.well-known/jwks.json"))
+        .send()
+        .expect("jwks")
+        .json()
+        .expect("json");
+    assert!(jwks.to_string().contains(&new[0]), "{jwks}");
+
+    // A second rotation while one is pending is refused: 409 with the node's reason.
+    let refused = admin_any(&node, &token, &["rotate-keys", "--json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(json(&refused)["error"], "rotation_pending");
+    assert!(stderr(&refused).contains("409"), "{}", stderr(&refused));
+}
+
+#[test]
+fn admin_shows_a_single_node_as_unclustered() {
+    let node = TestNode::start();
+    let token = admin_token(&node.base);
+    let shown = stdout(&admin(&node, &token, &["cluster"]));
+    let node_id = node.handles.node_id.clone();
+    assert!(
+        shown.contains(&format!("node               {node_id}")),
+        "{shown}"
+    );
+    assert!(shown.contains("clustered          false"), "{shown}");
+    assert!(shown.contains("ready              true"), "{shown}");
+    let view = json(&admin(&node, &token, &["cluster", "--json"]));
+    assert_eq!(view["node_id"], node_id.as_str());
+    assert_eq!(view["members"], serde_json::json!([]));
+
+    // The node may come from the environment instead of --node.
+    let env = [
+        ("PORTCULLIS_TOKEN", token.as_str()),
+        ("PORTCULLIS_NODE", &node.base),
+    ];
+    let output = run(&["admin", "cluster", "--json"], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output)["node_id"], node_id.as_str());
+}
+
+#[test]
+fn admin_reports_a_missing_token_a_refused_token_and_bad_input_clearly() {
+    let node = TestNode::start();
+    let missing = run(&["admin", "--node", &node.base, "bans"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("PORTCULLIS_TOKEN is not set"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(missing.stdout.is_empty());
+
+    let invalid = admin_any(&node, "not-a-token", &["bans"]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let why = stderr(&invalid);
+    assert!(
+        why.contains("401") && why.contains("invalid_token"),
+        "{why}"
+    );
+
+    // A valid token without the admin scope: 403, and --json prints the node's body.
+    let reader = access(&alice_tokens(&node.base, Some("read")));
+    let forbidden = admin_any(&node, &reader, &["--json", "revocations"]);
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert_eq!(json(&forbidden)["error"], "insufficient_scope");
+    assert!(stderr(&forbidden).contains("403"), "{}", stderr(&forbidden));
+
+    let token = admin_token(&node.base);
+    let bad = admin_any(&node, &token, &["ban", "not-an-address"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let why = stderr(&bad);
+    assert!(
+        why.contains("400") && why.contains("invalid_request"),
+        "{why}"
+    );
+    let bad = admin_any(&node, &token, &["ban", "192.0.2.8", "--for", "forever"]);
+    assert!(stderr(&bad).contains("duration"), "{}", stderr(&bad));
+
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let down = run(
+        &["admin", "--node", &url, "keys"],
+        &[("PORTCULLIS_TOKEN", &token)],
+    );
+    assert_eq!(down.status.code(), Some(1));
+    assert!(stderr(&down).contains("cannot reach"), "{}", stderr(&down));
 }

@@ -64,27 +64,32 @@ enum AdminCommand {
     Cluster,
 }
 
-/// What `admin revoke` revokes.
+/// What `admin revoke` revokes. Identifiers may start with `-` (a base64url `jti` often
+/// does), so they are never taken for options.
 #[derive(Debug, Subcommand)]
 enum RevokeTarget {
     /// One access token, by its `jti` claim.
     Jti {
         /// The token's `jti`.
+        #[arg(allow_hyphen_values = true)]
         jti: String,
     },
     /// Every token issued to this subject (user) until now.
     Subject {
         /// The `sub` claim.
+        #[arg(allow_hyphen_values = true)]
         subject: String,
     },
     /// Every token issued to this client until now.
     Client {
         /// The `client_id`.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// A refresh family (the `sid` claim) and the access tokens minted from it.
     Family {
         /// The family id.
+        #[arg(allow_hyphen_values = true)]
         family: String,
     },
 }

@@ -171,7 +171,10 @@ fn cluster(body: &Value) -> String {
         ("deny list entries", "deny_list_entries"),
         ("trusted keys", "trusted_keys"),
     ] {
-        let value = text(&body[field]);
+        let value = match &body[field] {
+            Value::Array(list) => list.len().to_string(),
+            other => text(other),
+        };
         let value = if value.is_empty() { "-".into() } else { value };
         out.push_str(&format!("{label:<18} {value}\n"));
     }
