@@ -250,7 +250,7 @@ fn admin_rotates_keys_and_shows_the_new_key() {
             .map(|k| k["kid"].as_str().expect("kid").to_owned())
             .collect()
     };
-    assert_eq!(kids(&before), [signing.clone()]);
+    assert_eq!(kids(&before), std::slice::from_ref(&signing));
     let shown = stdout(&admin(&node, &token, &["keys"]));
     assert!(
         shown.starts_with(&format!("this node signs with {signing}\nKID")),
