@@ -5,6 +5,8 @@
 //! keep-alive connection of its own, sending at a fixed pace and recording when each
 //! request was sent, when it was answered and how.
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cluster_tests::{Cluster, Options};
@@ -22,14 +24,25 @@ struct Shot {
     status: u16,
 }
 
-/// Sends `token` to every node in `bases`, one request per `gap` per node, until
-/// `done(node, shots so far on that node)` says that node is finished.
+/// The /24 the next hammering run sends from, `127.80.n.0/24`: one network per run, so
+/// that no run trips the spread heuristic (one network is one network however many
+/// nodes it reaches) and no run inherits the bad-token count of the one before it (a
+/// revoked token is a bad token once refused).
+fn next_network() -> u8 {
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Sends `token` to every node in `bases`, one request per `gap` per node, each node's
+/// thread from an address of a fresh network of its own run, until `done(shots so far
+/// on that node)` says that node is finished.
 fn hammer(
     bases: &[String],
     token: &str,
     gap: Duration,
     done: impl Fn(&[Shot]) -> bool + Sync,
 ) -> (Instant, Vec<Shot>) {
+    let network = next_network();
     let start = Instant::now() + Duration::from_millis(50);
     let shots = std::thread::scope(|scope| {
         let threads: Vec<_> = bases
@@ -38,7 +51,8 @@ fn hammer(
             .map(|(node, base)| {
                 let done = &done;
                 scope.spawn(move || {
-                    let mut conn = Conn::open(base);
+                    let source = Ipv4Addr::new(127, 80, network, node as u8 + 1);
+                    let mut conn = Conn::open_from(base, Some(source));
                     let mut shots = Vec::new();
                     // Nodes start a fraction of a gap apart, as independent clients would.
                     let phase = gap * u32::try_from(node).unwrap_or(0) / bases.len() as u32;
@@ -79,7 +93,10 @@ fn fresh_token(base: &str, population: &Population, k: usize) -> String {
     );
     assert_eq!(status, 200, "login of {user}");
     let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON token response");
-    json["access_token"].as_str().expect("an access token").to_owned()
+    json["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
 }
 
 /// Scenario 3: time from crossing the abuse threshold until every node rejects.
@@ -90,12 +107,19 @@ pub fn revocation() -> Vec<Goal> {
     let trials = setting("ATTACK_TRIALS", 40) as usize;
     let population = Population::new();
     let options = Options {
-        sections: format!("[rate_limits]\nper_minute = {BUDGET}\n{}", population.sections),
+        sections: format!(
+            "[rate_limits]\nper_minute = {BUDGET}\n{}",
+            population.sections
+        ),
         ..Options::default()
     };
     let cluster = Cluster::start(NODES, options.clone());
     cluster.wait_converged();
-    let bases: Vec<String> = cluster.nodes().iter().map(|n| n.base().to_owned()).collect();
+    let bases: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.base().to_owned())
+        .collect();
     let threshold = 2 * BUDGET as usize;
     println!(
         "\n-- abuse revocation: budget {BUDGET}/min, abuse past {threshold}; {NODES} nodes each \
@@ -109,11 +133,20 @@ pub fn revocation() -> Vec<Goal> {
         let token = fresh_token(&bases[trial % NODES], &population, trial);
         let deadline = Duration::from_secs(20);
         let (_, mut shots) = hammer(&bases, &token, gap, |shots| {
-            shots.last().is_some_and(|s| s.status == 401 || s.sent > deadline)
+            shots
+                .last()
+                .is_some_and(|s| s.status == 401 || s.sent > deadline)
         });
         shots.sort_by_key(|s| s.sent);
         // The request that took the cluster-wide count past the threshold.
-        let crossing = shots[threshold].sent;
+        let Some(crossing) = shots.get(threshold).map(|s| s.sent) else {
+            println!(
+                "   lineage {trial}: refused after {} requests, before its threshold",
+                shots.len()
+            );
+            delays.push(deadline);
+            continue;
+        };
         let rejected: Vec<Duration> = (0..NODES)
             .map(|node| {
                 shots
@@ -172,8 +205,11 @@ pub fn overshoot() -> Vec<Goal> {
             let interval = options.gossip_interval;
             let cluster = Cluster::start(nodes, options);
             cluster.wait_converged();
-            let bases: Vec<String> =
-                cluster.nodes().iter().map(|n| n.base().to_owned()).collect();
+            let bases: Vec<String> = cluster
+                .nodes()
+                .iter()
+                .map(|n| n.base().to_owned())
+                .collect();
             let gap = Duration::from_secs(1) * nodes as u32 / RATE;
             let mut overs = Vec::new();
             for trial in 0..trials {
