@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Proves the docker-compose walkthrough end to end: brings up the three-region cluster
 # of docker-compose.yml, gets a token from eu, checks it passes in us and ap, revokes it
-# in us, and checks that ap (and eu) reject it. Exits non-zero on the first failure and
-# always tears the cluster down with `docker-compose down -v`.
+# in us, and checks that ap (and eu) reject it. Then it stops the whole cluster (SIGTERM),
+# starts it again on the same volumes, and checks that the revoked token is still
+# rejected and a token issued before the stop still passes everywhere. Exits non-zero
+# on the first failure and always tears the cluster down with `docker-compose down -v`.
 #
 #   scripts/compose-smoke.sh
 #
@@ -147,14 +149,16 @@ check_topology() {
 }
 
 walkthrough() {
-  local token revoked took
+  local revoked took
   token="$(token_from eu "$app" -d grant_type=password -d username=alice \
     -d password=compose-demo-password)" || fail "no token from eu"
-  say "token issued by eu"
+  kept="$(token_from ap "$app" -d grant_type=client_credentials)" || fail "no token from ap"
+  say "tokens issued by eu and ap"
   for region in eu us ap; do
     wait_status "$region" "$token" 200 10
+    wait_status "$region" "$kept" 200 10
   done
-  say "token accepted by eu, us and ap"
+  say "both accepted by eu, us and ap"
 
   revoked="$(curl -s -o /dev/null -w '%{http_code}' -u "$app" -d "token=$token" \
     "${url[us]}/oauth/revoke")"
@@ -166,9 +170,30 @@ walkthrough() {
   say "rejected by eu too"
 }
 
+# A full stop and start with the volumes kept: keys and revocations survive.
+restart_cluster() {
+  local code
+  compose stop
+  for region in eu us ap; do
+    code="$(docker inspect -f '{{.State.ExitCode}}' "$(compose ps -q "$region")")"
+    say "$region stopped by SIGTERM with exit status $code"
+    [[ "$code" == 0 ]] || fail "$region did not stop cleanly (exit status $code)"
+  done
+  compose start
+  for region in eu us ap; do
+    wait_ready "$region"
+  done
+  for region in eu us ap; do
+    wait_status "$region" "$token" 401 5
+    wait_status "$region" "$kept" 200 10
+  done
+  say "after a full restart the revoked token is still rejected, the other still passes"
+}
+
 trap cleanup EXIT
 prepare
 start_cluster
 check_topology
 walkthrough
+restart_cluster
 say "PASS"
