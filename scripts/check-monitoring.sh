@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Checks the monitoring files with Debian's promtool (package `prometheus`): the scrape
+# config and every rule file it loads, the alerts' unit tests, and that
+# deploy/prometheus/dashboard_rules.yml is exactly what scripts/dashboard-rules.py
+# extracts from the Grafana dashboard now. Run from anywhere; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prom=deploy/prometheus
+dashboard=deploy/grafana/dashboards/portcullis-abuse.json
+
+if ! command -v promtool >/dev/null; then
+  echo "check-monitoring: promtool not found; apt-get install prometheus" >&2
+  exit 1
+fi
+
+# The dashboard is valid JSON and its rules are current.
+fresh="$(mktemp)"
+trap 'rm -f "$fresh"' EXIT
+python3 scripts/dashboard-rules.py "$dashboard" >"$fresh"
+if ! diff -u "$prom/dashboard_rules.yml" "$fresh"; then
+  echo "check-monitoring: $prom/dashboard_rules.yml is stale; regenerate it with" >&2
+  echo "  scripts/dashboard-rules.py > $prom/dashboard_rules.yml" >&2
+  exit 1
+fi
+
+# check config also checks the rule files prometheus.yml names.
+promtool check config "$prom/prometheus.yml"
+promtool check rules "$prom/alerts.yml" "$prom/dashboard_rules.yml"
+promtool test rules "$prom/alerts_test.yml"
+
+# Grafana provisioning parses as YAML only inside Grafana; at least the datasource uid
+# the dashboard uses must be the one provisioned.
+python3 - "$dashboard" <<'PY'
+import json, re, sys
+from pathlib import Path
+dashboard = json.loads(Path(sys.argv[1]).read_text())
+provisioned = set(re.findall(r"^\s*uid:\s*(\S+)",
+                  Path("deploy/grafana/provisioning/datasources/prometheus.yml").read_text(), re.M))
+def uids(node):
+    if isinstance(node, dict):
+        ds = node.get("datasource")
+        if isinstance(ds, dict) and "uid" in ds:
+            yield ds["uid"]
+        for value in node.values():
+            yield from uids(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from uids(value)
+unknown = set(uids(dashboard)) - provisioned
+if unknown:
+    sys.exit(f"check-monitoring: the dashboard uses datasources not provisioned: {sorted(unknown)}")
+PY
+echo "check-monitoring: ok"
