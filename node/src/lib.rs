@@ -12,7 +12,9 @@
 //! - The cluster: [`cluster`] (sealed gossip transport, the gossip actor, snapshots).
 //! - Formats and persistence: [`tokens`], [`keys`], [`journal`], [`secrets`].
 //! - Anti-abuse: [`abuse`] (budgets, login-flood defence, bans, heuristics).
-//! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described).
+//! - Cross-cutting: [`clock`] (injected time), [`metrics`] (every metric, described),
+//!   [`logging`] (text or JSON lines on stderr).
+//! - Lifecycle: [`shutdown`] (SIGTERM: drain, leave the cluster, exit).
 
 pub mod abuse;
 pub mod clock;
@@ -24,10 +26,12 @@ pub mod http;
 pub mod issuer;
 pub mod journal;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod revocation;
 pub mod secrets;
+pub mod shutdown;
 pub mod store;
 pub mod tokens;
 pub mod verifier;

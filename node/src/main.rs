@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::clock::SystemClock;
-use portcullis::config::{Config, Mode, DEV};
+use portcullis::config::{Config, ConfigError, LogFormat, Mode, DEV};
+use portcullis::logging;
 use portcullis::secrets::{hash_password, mint_client_secret};
 
 #[derive(Parser)]
@@ -41,7 +42,7 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Serve { config } => serve(config)?,
+        Command::Serve { config } => return Ok(serve(config)),
         Command::HashPassword => {
             let password = read_password()?;
             println!("{}", hash_password(&password));
@@ -71,33 +72,46 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Exit status when the configuration is refused.
+const REFUSED: u8 = 2;
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
     let config = match Config::load(path.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("portcullis: refusing to start: {error}");
-            std::process::exit(2);
-        }
+        Err(error) => return refuse(&error),
     };
+    logging::init(config.log_format);
     let mode = config.mode;
-    actix_web::rt::System::new().block_on(async move {
+    let ran = actix_web::rt::System::new().block_on(async move {
         let node = portcullis::node::start(config, Arc::new(SystemClock)).await?;
         if mode == Mode::Dev {
             announce_dev(&node.addr.to_string());
         }
         tracing::info!(addr = %node.addr, "listening");
         println!("portcullis: listening on http://{}", node.addr);
-        node.server.await.context("HTTP server failed")?;
-        tracing::info!("stopped");
-        Ok(())
-    })
+        portcullis::shutdown::serve_until_signalled(node).await?;
+        anyhow::Ok(())
+    });
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "node failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports a refused configuration: as text, or as one JSON line when
+/// `PORTCULLIS_LOG_FORMAT=json` (the file's `log_format` is unknown when it is refused).
+fn refuse(error: &ConfigError) -> ExitCode {
+    match LogFormat::from_env() {
+        LogFormat::Text => eprintln!("portcullis: refusing to start: {error}"),
+        LogFormat::Json => {
+            logging::init(LogFormat::Json);
+            tracing::error!(problems = %error, "refusing to start");
+        }
+    }
+    ExitCode::from(REFUSED)
 }
 
 fn announce_dev(addr: &str) {

@@ -7,6 +7,9 @@
 //! enter the deny list, exactly as local ones; spends are merged by the issuer, which
 //! reports forks; key sets are journaled and installed in the verifier. The round runs
 //! with the actor's mailbox held, so rounds never overlap.
+//!
+//! On [`Leave`] (graceful shutdown) it publishes what is pending, marks this incarnation
+//! as left and pushes that to the live peers; they show it as `left`, not `dead`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,7 +106,7 @@ pub struct Member {
     pub region: Option<String>,
     /// Base URL of its HTTP API, for snapshots.
     pub http: Option<String>,
-    /// `live`, `dead` or `self`.
+    /// `live`, `dead`, `left` (it said goodbye) or `self`.
     pub state: &'static str,
     /// When its heartbeat last advanced, Unix ms (this node's view).
     pub last_heard_ms: Option<u64>,
@@ -116,8 +119,10 @@ pub struct Member {
 /// Owns the chitchat instance and the bookkeeping of what was merged.
 pub struct Gossip {
     chitchat: Arc<Mutex<Chitchat>>,
-    /// Kept so the gossip server lives as long as the actor.
-    _handle: ChitchatHandle,
+    /// The gossip server; shared with the leave sequence, which pushes and stops it.
+    handle: Arc<ChitchatHandle>,
+    /// Set once leaving began: no more rounds.
+    leaving: bool,
     node_id: String,
     interval: Duration,
     peers: Peers,
@@ -149,7 +154,8 @@ impl Gossip {
     ) -> Self {
         Self {
             chitchat: handle.chitchat(),
-            _handle: handle,
+            handle: Arc::new(handle),
+            leaving: false,
             node_id,
             interval,
             peers,
@@ -166,6 +172,9 @@ impl Gossip {
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
+        if self.leaving {
+            return;
+        }
         let outgoing = self.take_outgoing();
         let merged = self.merged.clone();
         let chitchat = self.chitchat.clone();
@@ -266,14 +275,18 @@ impl Gossip {
         });
     }
 
-    /// Updates membership views and logs joins and deaths.
+    /// Updates membership views and logs joins, departures and deaths.
     fn observe(&mut self, round: &Round) {
         let now = self.peers.clock.now_ms();
         for id in round.live.iter().filter(|id| !self.live.contains(id)) {
             tracing::info!(node.id = %id.node_id, addr = %id.gossip_advertise_addr, "node joined");
         }
         for id in self.live.iter().filter(|id| !round.live.contains(id)) {
-            tracing::info!(node.id = %id.node_id, "node left or declared dead");
+            if round.left.contains(id) {
+                tracing::info!(node.id = %id.node_id, "node left");
+            } else {
+                tracing::info!(node.id = %id.node_id, "node declared dead");
+            }
         }
         self.live = round.live.clone();
         for (id, heartbeat) in &round.heartbeats {
@@ -294,13 +307,12 @@ impl Gossip {
                 member
             })
             .collect();
-        let alive = self.members.iter().filter(|m| m.state != "dead").count();
         self.peers
             .shield
             .set_seat(seat(&self.members, &self.node_id));
-        metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "live").set(alive as f64);
-        metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "dead")
-            .set((self.members.len() - alive) as f64);
+        for (state, count) in super::leave::census(&self.members) {
+            metrics::gauge!(m::CLUSTER_MEMBERS, "state" => state).set(count as f64);
+        }
     }
 }
 
@@ -321,7 +333,7 @@ impl Actor for Gossip {
 fn seat(members: &[Member], own_id: &str) -> Seat {
     let mut ids: Vec<&str> = members
         .iter()
-        .filter(|m| m.state != "dead")
+        .filter(|m| m.state == "live" || m.state == "self")
         .map(|m| m.node_id.as_str())
         .collect();
     ids.sort_unstable();
@@ -344,7 +356,10 @@ struct Update {
 /// What one round collected under the chitchat lock.
 struct Round {
     updates: Vec<Update>,
+    /// Live peers: the failure detector's, less those that said they left.
     live: Vec<ChitchatId>,
+    /// Peers that said they left.
+    left: Vec<ChitchatId>,
     ids: Vec<ChitchatId>,
     heartbeats: Vec<(ChitchatId, String)>,
     members: Vec<Member>,
@@ -390,14 +405,16 @@ fn publish(chitchat: &mut Chitchat, outgoing: Outgoing, keys: &[PublicKeyRecord]
 
 fn collect(chitchat: &Chitchat, merged: &HashMap<ChitchatId, u64>) -> Round {
     let own = chitchat.self_chitchat_id().clone();
+    let left = super::leave::departed(chitchat);
     let live: Vec<ChitchatId> = chitchat
         .live_nodes()
-        .filter(|id| **id != own)
+        .filter(|id| **id != own && !left.contains(id))
         .cloned()
         .collect();
     let mut round = Round {
         updates: Vec::new(),
         live,
+        left,
         ids: Vec::new(),
         heartbeats: Vec::new(),
         members: Vec::new(),
@@ -440,6 +457,8 @@ fn member(
         .unwrap_or_default();
     let status = if id == own {
         "self"
+    } else if super::leave::has_left(state) {
+        "left"
     } else if live.contains(id) {
         "live"
     } else {
@@ -652,5 +671,37 @@ impl Handler<Members> for Gossip {
 
     fn handle(&mut self, _: Members, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.members.clone())
+    }
+}
+
+/// Leave the cluster (graceful shutdown): publish what is pending, mark this
+/// incarnation as left, push that to every live peer a few times, then stop gossiping.
+/// Answers how many live peers were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Leave;
+
+impl Handler<Leave> for Gossip {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
+        self.leaving = true;
+        let outgoing = self.take_outgoing();
+        let chitchat = self.chitchat.clone();
+        let issuer = self.peers.issuer.clone();
+        let handle = self.handle.clone();
+        let interval = self.interval;
+        let now_ms = self.peers.clock.now_ms();
+        Box::pin(async move {
+            let keys = issuer.send(ListKeys).await.unwrap_or_default();
+            let keys: Vec<PublicKeyRecord> = keys.iter().map(PublishedKey::record).collect();
+            let peers = {
+                let mut chitchat = chitchat.lock().await;
+                publish(&mut chitchat, outgoing, &keys);
+                super::leave::announce(&mut chitchat, now_ms)
+            };
+            super::leave::push(&handle, &peers, interval).await;
+            peers.len()
+        })
     }
 }

@@ -14,6 +14,7 @@
 //! | `rate` | this node's counts of the lineages near their budget, rewritten as they change |
 //! | `share` | strict mode: this node's budget handoffs and unmet needs, rewritten as they change |
 //! | `trust` | the networks users logged in from successfully on this node in the last minute |
+//! | `left` | set once, on graceful shutdown: when this incarnation left (Unix ms, decimal) |
 
 use std::ops::Range;
 
@@ -42,6 +43,8 @@ pub const RATES: &str = "rate";
 pub const SHARES: &str = "share";
 /// Recently trusted login networks key.
 pub const TRUST: &str = "trust";
+/// Set by a node leaving on purpose (see [`super::leave`]).
+pub const LEFT: &str = "left";
 /// Largest encoded value written; well under chitchat's 65,535-byte limit so that a
 /// value plus its key and framing always fits one datagram.
 pub const MAX_VALUE_BYTES: usize = 48 * 1024;

@@ -25,6 +25,7 @@ pub use dev::{DevCredentials, DEV};
 use reader::Reader;
 pub use reader::{parse_duration, Problem};
 
+pub use crate::logging::LogFormat;
 use crate::secrets::{validate_password_hash, ClientSecretHash};
 
 /// Default listen address.
@@ -177,6 +178,8 @@ pub struct Config {
     pub verify_cache_entries: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// How log lines are written on stderr.
+    pub log_format: LogFormat,
     /// Cluster membership; `None` runs a single node.
     pub cluster: Option<ClusterSettings>,
     /// Per-lineage request budgets.
@@ -328,6 +331,7 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
         .has("cluster")
         .then(|| r.section("cluster", |c| cluster::read_cluster(c, mode, listen)));
     let workers = r.count("workers", 0);
+    let log_format = read_log_format(&mut r);
     let rate_limits = r.section("rate_limits", abuse::read_rate_limits);
     let login = r.section("login", abuse::read_login);
     let heuristics = r.section("heuristics", abuse::read_heuristics);
@@ -360,11 +364,22 @@ fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config 
         routes,
         verify_cache_entries: verify_cache_entries as usize,
         workers: workers as usize,
+        log_format,
         cluster,
         rate_limits,
         login,
         heuristics,
     }
+}
+
+fn read_log_format(r: &mut Reader<'_>) -> LogFormat {
+    let Some(text) = r.opt_string("log_format") else {
+        return LogFormat::default();
+    };
+    LogFormat::parse(&text).unwrap_or_else(|| {
+        r.problem("log_format", format!("must be {}", LogFormat::NAMES));
+        LogFormat::default()
+    })
 }
 
 fn read_proxies(r: &mut Reader<'_>) -> Vec<IpNet> {

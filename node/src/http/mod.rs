@@ -72,6 +72,9 @@ pub fn serve(node: Arc<Handles>, listener: std::net::TcpListener) -> Result<Serv
     })
     .workers(workers)
     .shutdown_timeout(10)
+    // SIGTERM and SIGINT are handled by `crate::shutdown`, which leaves the cluster after
+    // the drain; actix's own handlers would stop the whole system first.
+    .disable_signals()
     .listen(listener)
     .map_err(|source| StartError::Bind { addr, source })?;
     Ok(server.run())
