@@ -1,5 +1,6 @@
 //! One `portcullis` process: its addresses and data directory, which outlive the
-//! process, so that a killed node can be restarted as the same node.
+//! process, so that a killed (or gracefully stopped) node can be restarted as the same
+//! node.
 //!
 //! A node is started in two steps, [`Node::spawn`] then [`Node::await_listening`], so
 //! that a cluster can launch every process before waiting on any: a node waiting to
@@ -9,7 +10,7 @@ use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ use tempfile::TempDir;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Lines of a node's log shown when a test fails.
 const LOG_TAIL: usize = 60;
+/// How often an exiting process is polled.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 /// What the node prints on stdout once it serves.
 const LISTENING: &str = "portcullis: listening on ";
 
@@ -209,6 +212,43 @@ impl Node {
         };
         running.child.kill().expect("a child process can be killed");
         running.child.wait().expect("a killed child can be reaped");
+    }
+
+    /// SIGTERM: the node should drain, leave the cluster and exit; see
+    /// [`Node::wait_exit`].
+    pub fn sigterm(&self) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("node {} is not running", self.id));
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the process to exit by itself and returns its status and how long it
+    /// took; SIGKILLs it and panics if it is still running after `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let Some(mut running) = self.process.take() else {
+            panic!("node {} is not running", self.id);
+        };
+        loop {
+            if let Some(status) = running.child.try_wait().expect("a child can be polled") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > deadline {
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                panic!(
+                    "node {} did not exit within {deadline:?}; log:\n{}",
+                    self.id,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(EXIT_POLL);
+        }
     }
 
     /// The last lines of the node's log.
