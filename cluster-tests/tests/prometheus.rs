@@ -171,14 +171,20 @@ impl Drop for Prometheus {
 fn scrape_config(targets: &[String]) -> String {
     let dir = rules_dir();
     let quoted: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         rule_files:\n  - {alerts}\n  - {dashboard}\n\
-         scrape_configs:\n  - job_name: portcullis\n    static_configs:\n      - targets: [{list}]\n",
-        alerts = dir.join("alerts.yml").display(),
-        dashboard = dir.join("dashboard_rules.yml").display(),
-        list = quoted.join(", "),
-    )
+    let lines = [
+        "global:".to_owned(),
+        "  scrape_interval: 1s".to_owned(),
+        "  scrape_timeout: 1s".to_owned(),
+        "  evaluation_interval: 1s".to_owned(),
+        "rule_files:".to_owned(),
+        format!("  - {}", dir.join("alerts.yml").display()),
+        format!("  - {}", dir.join("dashboard_rules.yml").display()),
+        "scrape_configs:".to_owned(),
+        "  - job_name: portcullis".to_owned(),
+        "    static_configs:".to_owned(),
+        format!("      - targets: [{}]", quoted.join(", ")),
+    ];
+    lines.join("\n") + "\n"
 }
 
 /// A TCP port free on loopback just now.
