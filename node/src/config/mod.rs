@@ -3,7 +3,8 @@
 //!
 //! [`Config::load`] reports every problem it finds at once, each named by its key, and
 //! the node refuses to start if there is any. Defaults sit beside the code that reads
-//! them; see `docs/operations.md` for the full list.
+//! them. [`known_keys`] lists every setting; `docs/operations.md` documents them all,
+//! which `tests/config_docs.rs` checks.
 
 mod abuse;
 mod cluster;
@@ -222,7 +223,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
         let from_env = env::overlay(&mut table, vars, &mut problems);
-        let config = read_config(table, mode, &mut problems);
+        let config = read_config(table, mode, &mut problems, &mut BTreeSet::new());
         if problems.is_empty() {
             return Ok(config);
         }
@@ -286,8 +287,35 @@ fn parse_toml(text: &str) -> Result<Table, ConfigError> {
     })
 }
 
-fn read_config(table: Table, mode: Mode, problems: &mut Vec<Problem>) -> Config {
-    let mut r = Reader::new(table, "", problems);
+/// Every setting the parser accepts, as key paths: `listen`, `tokens.leeway`,
+/// `clients[].id`. Found by reading a configuration that has every section and one
+/// element of each table array, and noting the keys asked for; tables that only
+/// hold settings (`tokens`, `clients`) are left out, tables of free names
+/// (`rate_limits.clients`) are settings themselves.
+pub fn known_keys() -> BTreeSet<String> {
+    let probe: Table = toml::from_str("[cluster]\n[[users]]\n[[clients]]\n[[routes]]\n")
+        .expect("the probe is valid TOML");
+    let mut asked = BTreeSet::new();
+    read_config(probe, Mode::Production, &mut Vec::new(), &mut asked);
+    let holds_settings = |key: &String| {
+        asked.iter().any(|other| {
+            other.starts_with(&format!("{key}.")) || other.starts_with(&format!("{key}["))
+        })
+    };
+    asked
+        .iter()
+        .filter(|key| !holds_settings(key))
+        .cloned()
+        .collect()
+}
+
+fn read_config(
+    table: Table,
+    mode: Mode,
+    problems: &mut Vec<Problem>,
+    asked: &mut BTreeSet<String>,
+) -> Config {
+    let mut r = Reader::new(table, "", problems, asked);
     let listen = r
         .opt_string("listen")
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
@@ -527,8 +555,8 @@ fn read_route(r: &mut Reader<'_>) -> Option<RouteRule> {
             r.problem("method", format!("`{m}` is not an HTTP method"));
         }
     }
-    let prefix = r.required_string("prefix")?;
-    if !prefix.starts_with('/') {
+    let prefix = r.required_string("prefix");
+    if prefix.as_deref().is_some_and(|p| !p.starts_with('/')) {
         r.problem("prefix", "must start with `/`");
     }
     let scopes = scope_set(r, "scopes");
@@ -537,7 +565,7 @@ fn read_route(r: &mut Reader<'_>) -> Option<RouteRule> {
     }
     Some(RouteRule {
         method,
-        prefix,
+        prefix: prefix?,
         scopes,
     })
 }

@@ -2,9 +2,10 @@
 //!
 //! Each accessor removes the key it reads, so whatever is left at the end is an unknown
 //! key and is reported as such: a misspelt setting never silently falls back to its
-//! default.
+//! default. Every key asked for, present or not, is noted too, which is how
+//! [`super::known_keys`] lists the settings the parser accepts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -29,15 +30,24 @@ pub struct Reader<'p> {
     table: Table,
     prefix: String,
     problems: &'p mut Vec<Problem>,
+    /// Every key path asked for, with array indices blanked (`clients[].id`).
+    asked: &'p mut BTreeSet<String>,
 }
 
 impl<'p> Reader<'p> {
-    /// A reader over `table` whose keys are reported as `prefix.key`.
-    pub fn new(table: Table, prefix: &str, problems: &'p mut Vec<Problem>) -> Self {
+    /// A reader over `table` whose keys are reported as `prefix.key`; the paths of the
+    /// keys it is asked for are added to `asked`.
+    pub fn new(
+        table: Table,
+        prefix: &str,
+        problems: &'p mut Vec<Problem>,
+        asked: &'p mut BTreeSet<String>,
+    ) -> Self {
         Self {
             table,
             prefix: prefix.to_owned(),
             problems,
+            asked,
         }
     }
 
@@ -71,6 +81,7 @@ impl<'p> Reader<'p> {
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
+        self.asked.insert(generic_path(&self.path(key)));
         self.table.remove(key)
     }
 
@@ -240,7 +251,7 @@ impl<'p> Reader<'p> {
                 });
                 continue;
             };
-            let mut reader = Reader::new(table, &path, self.problems);
+            let mut reader = Reader::new(table, &path, self.problems, self.asked);
             let value = read(&mut reader);
             reader.finish();
             out.extend(value);
@@ -260,7 +271,7 @@ impl<'p> Reader<'p> {
             }
         };
         let path = self.path(key);
-        let mut reader = Reader::new(table, &path, self.problems);
+        let mut reader = Reader::new(table, &path, self.problems, self.asked);
         let value = read(&mut reader);
         reader.finish();
         value
@@ -280,6 +291,27 @@ impl<'p> Reader<'p> {
             });
         }
     }
+}
+
+/// `clients[2].id` → `clients[].id`: the setting, whichever array element it is in.
+fn generic_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push(c);
+            }
+            ']' => {
+                in_index = false;
+                out.push(c);
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Parses `"250ms"`, `"90s"`, `"5m"`, `"24h"`, `"30d"` or a bare number of seconds.
@@ -328,11 +360,25 @@ mod tests {
     fn reports_unknown_and_mistyped_keys_together() {
         let table: Table = toml::from_str("a = 1\nb = \"x\"\ntypo = true").expect("valid toml");
         let mut problems = Vec::new();
-        let mut reader = Reader::new(table, "top", &mut problems);
+        let mut asked = BTreeSet::new();
+        let mut reader = Reader::new(table, "top", &mut problems, &mut asked);
         assert_eq!(reader.opt_string("a"), None);
         assert_eq!(reader.opt_string("b").as_deref(), Some("x"));
         reader.finish();
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["top.a", "top.typo"]);
+    }
+
+    #[test]
+    fn notes_every_key_asked_for_with_indices_blanked() {
+        let table: Table = toml::from_str("[[items]]\nname = \"x\"\n[[items]]\n").expect("toml");
+        let mut problems = Vec::new();
+        let mut asked = BTreeSet::new();
+        let mut reader = Reader::new(table, "", &mut problems, &mut asked);
+        reader.table_array("items", |item| item.opt_string("name"));
+        reader.section("absent", |s| s.count("size", 1));
+        reader.finish();
+        let asked: Vec<_> = asked.iter().map(String::as_str).collect();
+        assert_eq!(asked, ["absent", "absent.size", "items", "items[].name"]);
     }
 }
