@@ -20,9 +20,11 @@ pub fn accounting() -> Vec<Goal> {
     let seconds = setting("ATTACK_WRK_SECONDS", 8);
     let metered = Options::unlimited();
     let unmetered = Options {
-        sections: metered
-            .sections
-            .replacen("[rate_limits]\n", "[rate_limits]\nenabled = false\n", 1),
+        sections: metered.sections.replacen(
+            "[rate_limits]\n",
+            "[rate_limits]\nenabled = false\n",
+            1,
+        ),
         ..Options::unlimited()
     };
     let on = Cluster::start(1, metered);
@@ -87,7 +89,9 @@ pub fn memory() -> Vec<Goal> {
     let options = Options {
         // A long bad-token window, so that the hot address's count cannot slide out of
         // it while the flood runs; only eviction could lose it.
-        sections: format!("[rate_limits]\nmax_counters = {CAP}\n\n[heuristics]\nbad_token_window = \"1h\"\n"),
+        sections: format!(
+            "[rate_limits]\nmax_counters = {CAP}\n\n[heuristics]\nbad_token_window = \"1h\"\n"
+        ),
         ..Options::default()
     };
     let cluster = Cluster::start(1, options);
@@ -127,7 +131,9 @@ pub fn memory() -> Vec<Goal> {
     });
     let flood = started.elapsed();
     let abuse = api::admin_get(&base, &admin, "/admin/v1/abuse");
-    let entries = abuse["counters"]["entries"].as_u64().expect("a counter count");
+    let entries = abuse["counters"]["entries"]
+        .as_u64()
+        .expect("a counter count");
     let rss_after = proc_status_kib(pid, "VmRSS");
     // The threshold-th forged token denies the address: a valid token is then refused.
     let mut hot_conn = Conn::open_from(&base, Some(hot));
@@ -154,7 +160,11 @@ pub fn memory() -> Vec<Goal> {
     println!(
         "   hot address: valid token before its {BAD_TOKENS}th forged one → {before_last}; \
          after it: {}",
-        if denied { "denied (401)" } else { "still admitted" }
+        if denied {
+            "denied (401)"
+        } else {
+            "still admitted"
+        }
     );
     vec![
         Goal::new(
@@ -190,7 +200,10 @@ fn forge(token: &str) -> String {
     let (head, signature) = token.rsplit_once('.').expect("a JWS");
     let mut bytes: Vec<u8> = signature.bytes().collect();
     bytes[0] = if bytes[0] == b'A' { b'B' } else { b'A' };
-    format!("{head}.{}", String::from_utf8(bytes).expect("base64url is ASCII"))
+    format!(
+        "{head}.{}",
+        String::from_utf8(bytes).expect("base64url is ASCII")
+    )
 }
 
 /// Waits, when needed, so that the next `span` falls inside one Unix hour: the

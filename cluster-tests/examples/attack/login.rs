@@ -106,7 +106,11 @@ fn run(what: &str, bots: &[Ipv4Addr]) -> Flood {
     };
     let cluster = Cluster::start(3, options);
     cluster.wait_converged();
-    let bases: Vec<String> = cluster.nodes().iter().map(|n| n.base().to_owned()).collect();
+    let bases: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.base().to_owned())
+        .collect();
     println!(
         "\n-- login flood from {what}: {PER_MINUTE} attempts/min for {seconds} s against \
          {}, {} real users, 3 nodes, default [login] settings",
@@ -116,7 +120,8 @@ fn run(what: &str, bots: &[Ipv4Addr]) -> Flood {
 
     // Yesterday: every user logged in from home.
     for (k, (user, password)) in population.users.iter().enumerate() {
-        let status = Conn::open_from(&bases[k % bases.len()], Some(home(k, 1))).login(user, password);
+        let status =
+            Conn::open_from(&bases[k % bases.len()], Some(home(k, 1))).login(user, password);
         assert_eq!(status, 200, "{user}'s first login");
     }
     let failures_before = node_failures(&bases);

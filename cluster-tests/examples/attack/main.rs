@@ -19,9 +19,9 @@
 //! Settings (environment): `ATTACK_SECONDS` (login scenarios, default 60),
 //! `ATTACK_TRIALS` (revocation trials, default 40), `ATTACK_WRK_SECONDS` (default 8).
 
+mod budget;
 #[path = "../common/mod.rs"]
 mod common;
-mod budget;
 mod cost;
 mod login;
 mod population;
@@ -96,7 +96,10 @@ fn main() -> ExitCode {
 
 fn report(goals: &[Goal]) -> ExitCode {
     println!();
-    println!("{:<11} {:<58} {:<34} result", "scenario", "measured", "goal");
+    println!(
+        "{:<11} {:<58} {:<34} result",
+        "scenario", "measured", "goal"
+    );
     for goal in goals {
         let verdict = if goal.met { "met" } else { "MISSED" };
         println!(

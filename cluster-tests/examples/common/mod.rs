@@ -77,7 +77,8 @@ impl Conn {
 
     /// `POST /oauth/revoke` of `token` as the `web` client; returns the status.
     pub fn revoke(&mut self, token: &str) -> u16 {
-        self.post_as_web("/oauth/revoke", &format!("token={token}")).0
+        self.post_as_web("/oauth/revoke", &format!("token={token}"))
+            .0
     }
 
     /// `POST /oauth/token` with `client_credentials` as the `web` client; the access
