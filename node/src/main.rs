@@ -12,8 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::clock::SystemClock;
 use portcullis::config::{Config, ConfigError, LogFormat, Mode, DEV};
-use portcullis::logging;
 use portcullis::secrets::{hash_password, mint_client_secret};
+use portcullis::{logging, shutdown};
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Auth and anti-abuse node")]
@@ -83,13 +83,14 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     logging::init(config.log_format);
     let mode = config.mode;
     let ran = actix_web::rt::System::new().block_on(async move {
+        let signals = shutdown::Signals::install()?;
         let node = portcullis::node::start(config, Arc::new(SystemClock)).await?;
         if mode == Mode::Dev {
             announce_dev(&node.addr.to_string());
         }
         tracing::info!(addr = %node.addr, "listening");
         println!("portcullis: listening on http://{}", node.addr);
-        portcullis::shutdown::serve_until_signalled(node).await?;
+        shutdown::serve_until_signalled(node, signals).await?;
         anyhow::Ok(())
     });
     match ran {

@@ -41,10 +41,12 @@ pub enum ShutdownError {
 /// Exit status of a second signal during shutdown.
 const IMPATIENT_EXIT: i32 = 1;
 
-/// Serves until SIGTERM or SIGINT, then drains, leaves the cluster and returns.
+/// Serves until one of `signals` arrives, then drains, leaves the cluster and returns.
 /// Must run inside the actix system that started the node.
-pub async fn serve_until_signalled(node: RunningNode) -> Result<(), ShutdownError> {
-    let mut signals = Signals::new()?;
+pub async fn serve_until_signalled(
+    node: RunningNode,
+    mut signals: Signals,
+) -> Result<(), ShutdownError> {
     let handle = node.server.handle();
     let mut server = actix_web::rt::spawn(node.server);
     let name = tokio::select! {
@@ -98,14 +100,16 @@ fn server_ended(
     }
 }
 
-/// SIGTERM and SIGINT, whichever comes first.
-struct Signals {
+/// SIGTERM and SIGINT, whichever comes first. Install it before announcing that the
+/// node listens: a signal that comes earlier would otherwise kill the process outright.
+pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Self, ShutdownError> {
+    /// Takes over SIGTERM and SIGINT. Must run inside a tokio runtime.
+    pub fn install() -> Result<Self, ShutdownError> {
         Ok(Self {
             term: signal(SignalKind::terminate()).map_err(ShutdownError::Signals)?,
             int: signal(SignalKind::interrupt()).map_err(ShutdownError::Signals)?,
