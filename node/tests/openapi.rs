@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
 
 use common::*;
@@ -128,64 +128,179 @@ fn every_served_route_is_in_the_openapi_document_and_nothing_else() {
 #[test]
 fn every_served_route_is_in_the_api_md_table_and_nothing_else() {
     let text = api_md();
-    assert_same("docs/api.md", &api_md_routes(&text), &served());
-    let anchors = api_md_anchors(&text);
-    assert!(
-        anchors.len() >= 10,
-        "the route table links its sections: {anchors:?}"
-    );
-    for anchor in anchors {
-        assert!(
-            headings(&text).contains(&anchor),
-            "docs/api.md links to #{anchor}, which no heading has"
-        );
-    }
+    let listed: BTreeSet<Op> = api_md_table(&text)
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert_same("docs/api.md", &listed, &served());
 }
 
-/// The route table at the top of api.md: `| GET, POST | [`/path`](#anchor) | …`.
-fn api_md_routes(text: &str) -> BTreeSet<Op> {
-    let mut routes = BTreeSet::new();
-    for line in text.lines().filter(|l| l.starts_with("| ")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (Some(methods), Some(path)) = (cells.get(1), cells.get(2)) else {
-            continue;
-        };
-        let Some(path) = path.strip_prefix("[`").and_then(|p| p.split('`').next()) else {
-            continue;
-        };
-        for method in methods.split(',').map(str::trim) {
-            if method == "any" {
-                routes.extend(METHODS.iter().map(|m| (m.to_uppercase(), path.to_owned())));
-            } else {
-                routes.insert((method.to_owned(), path.to_owned()));
-            }
+#[test]
+fn api_md_and_the_openapi_document_agree_on_each_operations_statuses() {
+    let spec = spec();
+    let text = api_md();
+    let sections = sections(&text);
+    let find = |anchor: &str| {
+        sections
+            .iter()
+            .find(|s| s.anchor == anchor)
+            .unwrap_or_else(|| panic!("docs/api.md links to #{anchor}, which no heading has"))
+    };
+    let conventions = &find("conventions").body;
+    let mut by_anchor: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    for (method, path, anchor) in api_md_table(&text) {
+        let section = find(&anchor);
+        let responses = operation(&spec, &method, &path)["responses"]
+            .as_object()
+            .expect("responses");
+        let documented: BTreeSet<u16> = responses
+            .keys()
+            .map(|k| k.parse().expect("a status code"))
+            .collect();
+        let prose = statuses(&format!(
+            "{}{}{conventions}",
+            section.body, section.parent_intro
+        ));
+        let unmentioned: Vec<_> = documented.difference(&prose).collect();
+        if !unmentioned.is_empty() {
+            disagreements.push(format!(
+                "{method} {path}: openapi.yaml documents {unmentioned:?}, api.md #{anchor} not"
+            ));
+        }
+        by_anchor.entry(anchor).or_default().extend(documented);
+    }
+    for (anchor, documented) in by_anchor {
+        let rows = error_rows(&find(&anchor).body);
+        let extra: Vec<_> = rows.difference(&documented).collect();
+        if !extra.is_empty() {
+            disagreements.push(format!(
+                "api.md #{anchor} lists statuses {extra:?} that openapi.yaml does not document"
+            ));
         }
     }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// The route table at the top of api.md, one entry per method:
+/// `| GET, POST | [`/path`](#anchor) | …` gives (`GET`, `/path`, `anchor`) and so on.
+fn api_md_table(text: &str) -> Vec<(String, String, String)> {
+    let mut routes = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(methods), Some(link)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        let Some((path, anchor)) = link
+            .strip_prefix("[`")
+            .and_then(|l| l.strip_suffix(')'))
+            .and_then(|l| l.split_once("`](#"))
+        else {
+            continue;
+        };
+        let methods: Vec<String> = match *methods {
+            "any" => METHODS.iter().map(|m| m.to_uppercase()).collect(),
+            listed => listed.split(',').map(|m| m.trim().to_owned()).collect(),
+        };
+        for method in methods {
+            routes.push((method, path.to_owned(), anchor.to_owned()));
+        }
+    }
+    assert!(routes.len() >= 10, "api.md has its route table: {routes:?}");
     routes
 }
 
-fn api_md_anchors(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.starts_with("| "))
-        .filter_map(|l| l.split("](#").nth(1))
-        .filter_map(|rest| rest.split(')').next())
-        .map(str::to_owned)
+/// A heading of api.md with the text under it.
+struct Section {
+    /// GitHub's anchor: lower case, punctuation dropped, spaces to hyphens.
+    anchor: String,
+    /// Everything up to the next heading of the same or a higher level.
+    body: String,
+    /// For a `###` heading, the text of its `##` section before its first subheading.
+    parent_intro: String,
+}
+
+fn sections(text: &str) -> Vec<Section> {
+    let mut headings = Vec::new();
+    let mut in_code = false;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            let level = line.chars().take_while(|c| *c == '#').count();
+            headings.push((i, level, anchor_of(line[level..].trim())));
+        }
+    }
+    let end_of = |k: usize, any: bool| {
+        let (_, level, _) = headings[k];
+        headings[k + 1..]
+            .iter()
+            .find(|(_, l, _)| any || *l <= level)
+            .map_or(lines.len(), |(i, _, _)| *i)
+    };
+    let text_of = |from: usize, to: usize| lines[from..to].join("\n");
+    (0..headings.len())
+        .map(|k| {
+            let (start, level, anchor) = headings[k].clone();
+            let parent = headings[..k].iter().rposition(|(_, l, _)| *l < level);
+            let parent_intro = match parent {
+                Some(p) if level == 3 => text_of(headings[p].0, end_of(p, true)),
+                _ => String::new(),
+            };
+            Section {
+                anchor,
+                body: text_of(start, end_of(k, false)),
+                parent_intro,
+            }
+        })
         .collect()
 }
 
-/// GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
-fn headings(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .map(|h| h.trim_start_matches('#').trim())
-        .map(|h| {
-            h.to_lowercase()
-                .chars()
-                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
-                .map(|c| if c == ' ' { '-' } else { c })
-                .collect()
-        })
+fn anchor_of(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
         .collect()
+}
+
+/// Every HTTP status (a separate number 100-599) the text mentions.
+fn statuses(text: &str) -> BTreeSet<u16> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|t| t.len() == 3)
+        .filter_map(|t| t.parse().ok())
+        .filter(|s| (100..600).contains(s))
+        .collect()
+}
+
+/// The statuses of the error-table rows (`| 409 | ...`) in a section.
+fn error_rows(body: &str) -> BTreeSet<u16> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|t| t.parse().ok())
+        .collect()
+}
+
+#[test]
+fn api_md_sections_are_read_like_github_renders_them() {
+    let text =
+        "# T\n## `GET /a`\nintro 201\n### `POST /a/b`\n| 409 | x |\n```sh\n# not\n```\n## B\n";
+    let sections = sections(text);
+    let anchors: Vec<&str> = sections.iter().map(|s| s.anchor.as_str()).collect();
+    assert_eq!(anchors, ["t", "get-a", "post-ab", "b"]);
+    assert!(
+        sections[1].body.contains("409"),
+        "a section holds its subsections"
+    );
+    assert_eq!(sections[2].parent_intro, "## `GET /a`\nintro 201");
+    assert_eq!(error_rows(&sections[2].body), BTreeSet::from([409]));
+    assert_eq!(
+        statuses("`201`, 1796318700000 and 2xx"),
+        BTreeSet::from([201])
+    );
 }
 
 // --- a validator for the schema keywords the document uses --------------------------
