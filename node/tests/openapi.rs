@@ -814,3 +814,38 @@ fn the_admin_api_answers_each_documented_status_in_the_documented_shape() {
     let path = "/admin/v1/abuse/budgets/{kind}/{id}";
     assert_eq!(status_of(&spec, "DELETE", path, clear).0, 400);
 }
+
+#[test]
+fn bans_and_abuse_decisions_are_listed_in_the_documented_shape() {
+    let spec = spec();
+    let node = TestNode::start_with("[rate_limits]\nper_minute = 2\nabuse_factor = 1\n");
+    let admin = admin_token(&node.base);
+    let ban = json!({"address": "2001:db8::7", "duration": "10m"});
+    let request = http().post(node.url("/admin/v1/bans")).bearer_auth(&admin);
+    let (status, made) = status_of(&spec, "POST", "/admin/v1/bans", request.json(&ban));
+    assert_eq!(
+        (status, made["bans"].as_array().map(Vec::len)),
+        (201, Some(2))
+    );
+    let request = http().get(node.url("/admin/v1/bans")).bearer_auth(&admin);
+    let (_, bans) = status_of(&spec, "GET", "/admin/v1/bans", request);
+    assert_eq!(bans["bans"].as_array().map(Vec::len), Some(2), "{bans}");
+
+    // Past its budget times the abuse factor, a lineage is revoked: a decision with
+    // its evidence, and an abuse revocation.
+    let token = alice_tokens(&node.base, Some("read"))["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| check(&node.base, &token, &[]).status().as_u16())
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let request = http().get(node.url("/admin/v1/abuse")).bearer_auth(&admin);
+    let (_, abuse) = status_of(&spec, "GET", "/admin/v1/abuse", request);
+    assert_eq!(
+        abuse["recent_decisions"][0]["reason"], "rate_abuse",
+        "{abuse}"
+    );
+    assert_eq!(abuse["revocations_by_reason"]["rate_abuse"], 1, "{abuse}");
+}
