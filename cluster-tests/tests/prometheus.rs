@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cluster_tests::api;
 use cluster_tests::config::ALICE;
-use cluster_tests::{wait_until, Cluster, Options, PROPAGATION};
+use cluster_tests::{holds_throughout, wait_until, Cluster, Options, PROPAGATION};
 use serde_json::Value;
 
 /// A low login-ban threshold, so a few bad passwords earn a ban (and 429s).
@@ -376,6 +376,21 @@ fn loaded_rules(data: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// On the healthy cluster, the traffic made (a ban, a budget revocation, a few refused
+/// logins) stays under every threshold: no alert is even pending.
+fn assert_quiet(prometheus: &Prometheus) {
+    let quiet = || {
+        let alerts = prometheus.query("ALERTS");
+        assert!(alerts.is_empty(), "alerts on a healthy cluster: {alerts:?}");
+        true
+    };
+    holds_throughout(
+        "no alert on the healthy cluster",
+        Duration::from_secs(3),
+        quiet,
+    );
+}
+
 /// With node 3 stopped, the node-down and member alerts go pending (they fire only
 /// after their `for`).
 fn assert_membership_alerts(cluster: &mut Cluster, prometheus: &Prometheus) {
@@ -411,5 +426,6 @@ fn prometheus_scrapes_the_cluster_and_every_dashboard_expression_returns_data() 
     assert_key_series(&prometheus);
     assert_dashboard_returns_data(&prometheus);
     assert_rules_loaded(&prometheus);
+    assert_quiet(&prometheus);
     assert_membership_alerts(&mut cluster, &prometheus);
 }
