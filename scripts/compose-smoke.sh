@@ -8,6 +8,8 @@
 #
 #   scripts/compose-smoke.sh
 #
+# Before starting anything it checks what compose mounts, the monitoring profile
+# included, with deploy/compose/check-mounts.py (Prometheus and Grafana are not started).
 # It needs the image portcullis:local (built with scripts/build-image.sh when missing;
 # SMOKE_BUILD=1 rebuilds it anyway) and creates the cluster secret if there is none.
 # It runs as its own compose project on its own subnet and host ports, so it does not
@@ -118,6 +120,9 @@ prepare() {
     scripts/build-image.sh
   fi
   deploy/compose/gen-secret.sh
+  # The monitoring images cannot be pulled here: check that profile's mounts statically.
+  compose --profile monitoring config | deploy/compose/check-mounts.py ||
+    fail "the compose file or what it mounts is broken"
 }
 
 start_cluster() {
