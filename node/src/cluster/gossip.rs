@@ -278,6 +278,9 @@ impl Gossip {
     /// Updates membership views and logs joins, departures and deaths.
     fn observe(&mut self, round: &Round) {
         let now = self.peers.clock.now_ms();
+        if self.live.is_empty() && !round.live.is_empty() {
+            tracing::info!(peers = round.live.len(), "joined the cluster");
+        }
         for id in round.live.iter().filter(|id| !self.live.contains(id)) {
             tracing::info!(node.id = %id.node_id, addr = %id.gossip_advertise_addr, "node joined");
         }
