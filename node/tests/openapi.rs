@@ -669,6 +669,28 @@ fn every_documented_operation_answers_as_documented() {
     assert_eq!(answered, served().len());
 }
 
+#[test]
+fn a_caller_without_credentials_is_refused_exactly_where_security_is_documented() {
+    let spec = spec();
+    let node = clustered_node();
+    for (method, path) in documented(&spec) {
+        let op = operation(&spec, &method, &path);
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        let verb = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let request = http().request(verb, node.url(&concrete(&spec, &method, &path)));
+        let response = with_body(&spec, op, request).send().expect("request sent");
+        let (status, _) = conforms(&spec, &method, &path, response);
+        if secured {
+            assert_eq!(status, 401, "{method} {path} declares security");
+        } else {
+            assert!(
+                status < 400,
+                "{method} {path} is public but answered {status}"
+            );
+        }
+    }
+}
+
 fn status_of(spec: &Value, method: &str, path: &str, request: RequestBuilder) -> (u16, Value) {
     conforms(spec, method, path, request.send().expect("request sent"))
 }
