@@ -229,3 +229,25 @@ fn json_error(
         ServiceResponse::new(req, res).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::routes;
+
+    #[test]
+    fn no_route_shadows_another() {
+        let routes = routes();
+        for (i, route) in routes.iter().enumerate() {
+            for earlier in &routes[..i] {
+                let same_path = earlier.pattern == route.pattern;
+                let overlap = earlier.method.is_none()
+                    || route.method.is_none()
+                    || earlier.method == route.method;
+                assert!(
+                    !(same_path && overlap),
+                    "{route:?} is shadowed by {earlier:?}"
+                );
+            }
+        }
+    }
+}
