@@ -210,7 +210,9 @@ fn slow_requests(node: &Node, admin: &str, revoke: &str) -> Vec<(String, SlowReq
 }
 
 /// An HTTP/1.1 request sent by hand, stopped halfway through its body: the node has
-/// accepted it and is waiting for the rest.
+/// accepted it and is waiting for the rest. The connection first carries a whole
+/// request, so that it is certainly accepted: one still in the kernel's backlog when
+/// the listener closes is reset, not served.
 struct SlowRequest {
     stream: TcpStream,
     rest: Vec<u8>,
@@ -223,6 +225,7 @@ impl SlowRequest {
         stream
             .set_read_timeout(Some(EXIT_DEADLINE))
             .expect("a read timeout can be set");
+        warm_up(&mut stream, addr);
         let mut head = format!("{line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for header in headers {
             head.push_str(&format!("{header}\r\n"));
@@ -255,6 +258,37 @@ impl SlowRequest {
             .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
         let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
         (status, body.to_owned())
+    }
+}
+
+/// Sends `GET /healthz` on a kept-alive connection and reads its whole answer.
+fn warm_up(stream: &mut TcpStream, addr: &str) {
+    let probe = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(probe.as_bytes())
+        .expect("the probe is sent");
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+            let length = head
+                .lines()
+                .filter_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(str::to_owned)
+                })
+                .find_map(|v| v.trim().parse::<usize>().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return;
+            }
+        }
+        let read = stream.read(&mut chunk).expect("the probe is answered");
+        assert!(read > 0, "closed mid-answer: {text}");
+        bytes.extend_from_slice(&chunk[..read]);
     }
 }
 

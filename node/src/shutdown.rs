@@ -1,8 +1,8 @@
 //! Running a node until SIGTERM or SIGINT, then stopping it gracefully.
 //!
 //! The steps, each logged once at info:
-//! 1. `shutting down`: readiness turns false, so `/readyz` answers 503 on connections
-//!    still open, and the listener stops accepting.
+//! 1. `shutting down`: readiness turns false and the listener closes, so new
+//!    connections are refused; idle keep-alive connections are closed.
 //! 2. `in-flight requests finished`: every request already accepted is answered
 //!    (actix drains its workers, for at most the server's 10 s shutdown timeout).
 //!    Nothing is buffered: the journal fsyncs every record before the request that made

@@ -1,11 +1,13 @@
-//! The node's log as a log shipper reads it: with `log_format = "json"` every line on
-//! stderr is one JSON object, and the lifecycle (recovered, listening, key rotated, ban
-//! issued, shutting down, stopped) is there, one line per event. Text stays the default.
+//! A node process's lifecycle as an operator and a log shipper see it: SIGTERM and
+//! SIGINT stop it gracefully with exit status 0, a request in flight is answered, a
+//! second signal cuts the drain short, and with `log_format = "json"` every line on
+//! stderr is one JSON object, the lifecycle (recovered, listening, key rotated, ban
+//! issued, shutting down, stopped) one line per event. Text stays the default.
 
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -52,21 +54,44 @@ impl Logged {
 
     /// SIGTERM, then waits for the exit.
     fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Sends `SIG<name>`.
+    fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
+        let flag = format!("-{name}");
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&flag, &pid])
             .status()
             .expect("kill runs");
-        assert!(sent.success());
+        assert!(sent.success(), "kill {flag} {pid}");
+    }
+
+    /// Waits for the process to exit; returns its status and its log.
+    fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
         let started = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("pollable") {
                 break status;
             }
-            assert!(started.elapsed() < EXIT_DEADLINE, "no exit after SIGTERM");
+            assert!(
+                started.elapsed() < EXIT_DEADLINE,
+                "no exit after the signal"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         (status, read_lines(&self.log))
+    }
+
+    /// Waits until the log has a line containing `text`.
+    fn await_line(&self, text: &str) {
+        let started = Instant::now();
+        while !read_lines(&self.log).iter().any(|l| l.contains(text)) {
+            assert!(started.elapsed() < EXIT_DEADLINE, "no `{text}` in the log");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -228,4 +253,116 @@ fn text_is_the_default_and_an_unknown_format_is_refused() {
         refused.contains("log_format") && refused.contains("PORTCULLIS_LOG_FORMAT"),
         "{refused}"
     );
+}
+
+#[test]
+fn sigint_stops_the_node_gracefully_like_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Logged::start(dir.path(), "log_format = \"json\"", &[]);
+    node.signal("INT");
+    let (status, lines) = node.wait_exit();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    let events = parse_all(&lines);
+    let shutting = events
+        .iter()
+        .find(|e| e["message"] == "shutting down")
+        .expect("logged");
+    assert_eq!(shutting["signal"], "SIGINT");
+    assert_eq!(
+        events.last().map(|e| e["message"].clone()),
+        Some("stopped".into())
+    );
+}
+
+/// A token request sent up to its body's eighth byte: accepted, waiting for the rest.
+///
+/// The connection first carries a whole request and its answer, so that the node has
+/// certainly accepted it: a connection still in the kernel's backlog when the listener
+/// closes is reset, not served.
+fn half_sent_token_request(base: &str) -> (std::net::TcpStream, &'static [u8]) {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let probe = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(probe.as_bytes()).expect("send");
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let body: &'static [u8] = b"grant_type=client_credentials";
+    let basic = "d2ViOndlYi1zZWNyZXQ="; // web:web-secret
+    let head = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Basic {basic}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut first = head.into_bytes();
+    first.extend_from_slice(&body[..8]);
+    stream.write_all(&first).expect("send");
+    (stream, &body[8..])
+}
+
+/// Reads one answer with a `content-length` from a kept-alive connection.
+fn read_answer(stream: &mut std::net::TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let read = stream.read(&mut chunk).expect("readable");
+        assert!(read > 0, "closed mid-answer: {text}");
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered_before_the_node_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Logged::start(dir.path(), "", &[]);
+    let (mut stream, rest) = half_sent_token_request(&node.base);
+    node.signal("TERM");
+    node.await_line("shutting down");
+    stream.write_all(rest).expect("send the rest");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, lines) = node.wait_exit();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+}
+
+#[test]
+fn a_second_signal_cuts_the_drain_short_with_status_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Logged::start(dir.path(), "", &[]);
+    // The rest of the body never comes: the drain would wait its full 10 seconds.
+    let (_held, _) = half_sent_token_request(&node.base);
+    node.signal("TERM");
+    node.await_line("shutting down");
+    let cut = Instant::now();
+    node.signal("TERM");
+    let (status, lines) = node.wait_exit();
+    assert_eq!(status.code(), Some(1), "{lines:?}");
+    assert!(
+        cut.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("second signal")),
+        "{lines:?}"
+    );
+    let stopped = |l: &String| l.contains("portcullis::shutdown: stopped");
+    assert!(!lines.iter().any(stopped), "{lines:?}");
 }
