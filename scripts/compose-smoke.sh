@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves the docker-compose walkthrough end to end: brings up the three-region cluster
 # of docker-compose.yml, gets a token from eu, checks it passes in us and ap, revokes it
-# in us, and checks that ap (and eu) reject it. Then it stops the whole cluster (SIGTERM),
+# in us, and checks that ap (and eu) reject it; a refresh token from eu is redeemed in
+# us. Then it stops the whole cluster (SIGTERM),
 # starts it again on the same volumes, and checks that the revoked token is still
 # rejected and a token issued before the stop still passes everywhere. Exits non-zero
 # on the first failure and always tears the cluster down with `docker-compose down -v`.
@@ -175,6 +176,19 @@ walkthrough() {
   say "rejected by eu too"
 }
 
+# A refresh token from eu is redeemed in us; the access token it yields passes in ap.
+cross_region_refresh() {
+  local answer refresh access
+  answer="$(curl -sf -u "$app" -d grant_type=password -d username=alice \
+    -d password=compose-demo-password "${url[eu]}/oauth/token")" || fail "no login at eu"
+  refresh="$(field refresh_token <<<"$answer")" || fail "eu gave no refresh token"
+  answer="$(curl -sf -u "$app" -d grant_type=refresh_token -d "refresh_token=$refresh" \
+    "${url[us]}/oauth/token")" || fail "us refused eu's refresh token"
+  access="$(field access_token <<<"$answer")" || fail "us gave no access token"
+  wait_status ap "$access" 200 10
+  say "refresh token from eu redeemed in us; its access token passes in ap"
+}
+
 # A full stop and start with the volumes kept: keys and revocations survive.
 restart_cluster() {
   local code
@@ -200,5 +214,6 @@ prepare
 start_cluster
 check_topology
 walkthrough
+cross_region_refresh
 restart_cluster
 say "PASS"
