@@ -2,10 +2,10 @@
 # Proves the docker-compose walkthrough end to end: brings up the three-region cluster
 # of docker-compose.yml, gets a token from eu, checks it passes in us and ap, revokes it
 # in us, and checks that ap (and eu) reject it; a refresh token from eu is redeemed in
-# us. Then it stops the whole cluster (SIGTERM),
-# starts it again on the same volumes, and checks that the revoked token is still
-# rejected and a token issued before the stop still passes everywhere. Exits non-zero
-# on the first failure and always tears the cluster down with `docker-compose down -v`.
+# us. Then it stops the whole cluster (SIGTERM), starts it again on the same volumes,
+# and checks that the revoked token is still rejected and a token issued before the
+# stop still passes everywhere. Exits non-zero on the first failure and always tears
+# the cluster down with `docker-compose down -v`.
 #
 #   scripts/compose-smoke.sh
 #
