@@ -275,6 +275,63 @@ fn statuses(text: &str) -> BTreeSet<u16> {
         .collect()
 }
 
+#[test]
+fn api_md_json_examples_match_the_documented_schemas() {
+    let spec = spec();
+    let text = api_md();
+    let sections = sections(&text);
+    let find = |anchor: &str| sections.iter().find(|s| s.anchor == anchor);
+    let mut checked = 0;
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let conventions = find("conventions").expect("a Conventions section");
+    for example in json_blocks(&conventions.body) {
+        assert!(
+            violations(&spec, &error, &example, "$").is_empty(),
+            "{example}"
+        );
+        checked += 1;
+    }
+    let mut schemas: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for (method, path, anchor) in api_md_table(&text) {
+        let responses = operation(&spec, &method, &path)["responses"].as_object();
+        let documented = responses
+            .into_iter()
+            .flatten()
+            .map(|(_, r)| resolve(&spec, r));
+        let bodies = documented
+            .filter_map(|r| r["content"].as_object())
+            .flatten();
+        let entry = schemas.entry(anchor).or_default();
+        entry.extend(bodies.map(|(_, media)| &media["schema"]));
+    }
+    for (anchor, candidates) in schemas {
+        let section = find(&anchor).expect("a linked section");
+        for example in json_blocks(&section.body) {
+            let fits = candidates
+                .iter()
+                .any(|schema| violations(&spec, schema, &example, "$").is_empty());
+            assert!(
+                fits,
+                "api.md #{anchor}: no documented response has this shape: {example}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} JSON examples in api.md");
+}
+
+/// The ```json blocks of a section, each of which must be JSON.
+fn json_blocks(body: &str) -> Vec<Value> {
+    body.split("```json\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .map(|block| {
+            serde_json::from_str(block)
+                .unwrap_or_else(|e| panic!("a json block in api.md is not JSON ({e}): {block}"))
+        })
+        .collect()
+}
+
 /// The statuses of the error-table rows (`| 409 | ...`) in a section.
 fn error_rows(body: &str) -> BTreeSet<u16> {
     body.lines()
