@@ -1,8 +1,9 @@
 //! Debian's Prometheus against a real local cluster: every node's `/metrics` passes
 //! `promtool check metrics`; Prometheus scrapes the three nodes and sees the key series
-//! with sane values; every expression of the Grafana dashboard returns data; the alert
-//! and dashboard rule files load and evaluate without error; and stopping a node makes
-//! the membership alerts go pending.
+//! with sane values; the alert and dashboard rule files load and evaluate without error;
+//! no alert is pending on the healthy cluster; a 503 fires the 5xx alert; every
+//! expression of the Grafana dashboard returns data; and stopping a node makes the
+//! membership alerts go pending.
 //!
 //! Needs `prometheus` and `promtool` on the PATH (Debian's `prometheus` package, which
 //! .ci/run installs).
@@ -20,8 +21,11 @@ use cluster_tests::config::ALICE;
 use cluster_tests::{holds_throughout, wait_until, Cluster, Options, PROPAGATION};
 use serde_json::Value;
 
-/// A low login-ban threshold, so a few bad passwords earn a ban (and 429s).
-const SECTIONS: &str = "[login]\nban_after_failures = 3\n\n[rate_limits]\nper_minute = 20\n";
+/// A low login-ban threshold, so a few bad passwords earn a ban (and 429s); a small
+/// budget, so a hammered token earns a 429; one password check at a time, so concurrent
+/// logins earn a 503.
+const SECTIONS: &str = "[login]\nban_after_failures = 3\nhashing_concurrency = 1\n\n\
+                        [rate_limits]\nper_minute = 20\n";
 /// How long scraping and rule evaluation get to show a condition; Prometheus scrapes and
 /// evaluates every second, so this is dozens of rounds.
 const SCRAPED: Duration = Duration::from_secs(60);
@@ -239,6 +243,39 @@ fn ban_an_attacker(base: &str) {
     });
 }
 
+/// Password logins for unknown users from fresh addresses, eight at once, until one is
+/// turned away with 503 because the single hashing permit is taken.
+fn saturate_hashing(base: &str) {
+    let mut bursts = 0u8;
+    wait_until(
+        "a login turned away for saturated hashing",
+        PROPAGATION,
+        || {
+            bursts = bursts.checked_add(1).expect("fewer than 256 bursts");
+            login_burst(base, bursts).contains(&503)
+        },
+    );
+    eprintln!("hashing saturated after {bursts} burst(s) of eight logins");
+}
+
+/// The statuses of eight concurrent logins, each from its own address of block `burst`.
+fn login_burst(base: &str, burst: u8) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let logins: Vec<_> = (1..=8u8)
+            .map(|i| {
+                scope.spawn(move || {
+                    let source = api::client_from(Ipv4Addr::new(127, 253, burst, i));
+                    api::login_status(base, &source, (&format!("nobody-{i}"), "x"))
+                })
+            })
+            .collect();
+        logins
+            .into_iter()
+            .map(|l| l.join().expect("a login thread"))
+            .collect()
+    })
+}
+
 /// `promtool check metrics` on the node's exposition; panics with promtool's findings.
 fn promtool_check_metrics(base: &str) {
     let text = api::metrics(base);
@@ -391,6 +428,19 @@ fn assert_quiet(prometheus: &Prometheus) {
     );
 }
 
+/// A 503 on node 1's token endpoint fires the 5xx alert at once, for that node and
+/// endpoint only.
+fn assert_server_error_alert(cluster: &Cluster, prometheus: &Prometheus) {
+    saturate_hashing(cluster.node(1).base());
+    let instance = target(cluster.node(1).base());
+    let firing = r#"ALERTS{alertname="PortcullisServerErrors",alertstate="firing"}"#;
+    prometheus.wait_for(firing, "the 5xx alert for node 1's token endpoint", |s| {
+        s.len() == 1
+            && s[0].0["instance"] == instance.as_str()
+            && s[0].0["endpoint"] == "/oauth/token"
+    });
+}
+
 /// With node 3 stopped, the node-down and member alerts go pending (they fire only
 /// after their `for`).
 fn assert_membership_alerts(cluster: &mut Cluster, prometheus: &Prometheus) {
@@ -424,8 +474,9 @@ fn prometheus_scrapes_the_cluster_and_every_dashboard_expression_returns_data() 
     let targets: Vec<String> = cluster.nodes().iter().map(|n| target(n.base())).collect();
     let prometheus = Prometheus::start(&targets);
     assert_key_series(&prometheus);
-    assert_dashboard_returns_data(&prometheus);
     assert_rules_loaded(&prometheus);
     assert_quiet(&prometheus);
+    assert_server_error_alert(&cluster, &prometheus);
+    assert_dashboard_returns_data(&prometheus);
     assert_membership_alerts(&mut cluster, &prometheus);
 }
