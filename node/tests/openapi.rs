@@ -122,6 +122,7 @@ fn path_patterns_become_openapi_templates() {
 fn every_served_route_is_in_the_openapi_document_and_nothing_else() {
     let spec = spec();
     assert_eq!(spec["openapi"], "3.1.0");
+    assert_eq!(spec["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_same("docs/openapi.yaml", &documented(&spec), &served());
 }
 
@@ -776,6 +777,33 @@ fn the_gate_answers_each_documented_status_in_the_documented_shape() {
     assert_eq!(check(bad_uri).0, 400);
     let (status, body) = check(gate("").bearer_auth(&token));
     assert_eq!((status, &body["error"]), (429, &json!("rate_limited")));
+}
+
+#[test]
+fn the_metadata_names_documented_endpoints() {
+    let spec = spec();
+    let node = TestNode::start();
+    let request = http().get(node.url("/.well-known/oauth-authorization-server"));
+    let (_, metadata) = status_of(
+        &spec,
+        "GET",
+        "/.well-known/oauth-authorization-server",
+        request,
+    );
+    let issuer = metadata["issuer"].as_str().expect("issuer");
+    for field in [
+        "token_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "jwks_uri",
+    ] {
+        let url = metadata[field].as_str().expect("a URL");
+        let path = url.strip_prefix(issuer).expect("under the issuer");
+        assert!(
+            spec["paths"][path].is_object(),
+            "{field} {path} is not documented"
+        );
+    }
 }
 
 #[test]
