@@ -29,8 +29,8 @@ promtool check config "$prom/prometheus.yml"
 promtool check rules "$prom/alerts.yml" "$prom/dashboard_rules.yml"
 promtool test rules "$prom/alerts_test.yml"
 
-# Grafana provisioning parses as YAML only inside Grafana; at least the datasource uid
-# the dashboard uses must be the one provisioned.
+# Grafana itself is not available here: check what can be checked without it, that the
+# dashboard's datasource uid is the provisioned one and that its panels tile the grid.
 python3 - "$dashboard" <<'PY'
 import json, re, sys
 from pathlib import Path
@@ -50,5 +50,19 @@ def uids(node):
 unknown = set(uids(dashboard)) - provisioned
 if unknown:
     sys.exit(f"check-monitoring: the dashboard uses datasources not provisioned: {sorted(unknown)}")
+# Grafana silently moves panels that overlap or overflow the 24-column grid.
+panels = dashboard["panels"]
+ids = [p["id"] for p in panels]
+if len(ids) != len(set(ids)):
+    sys.exit("check-monitoring: dashboard panel ids repeat")
+boxes = [(p["title"], p["gridPos"]) for p in panels]
+for title, g in boxes:
+    if g["x"] < 0 or g["w"] < 1 or g["x"] + g["w"] > 24:
+        sys.exit(f"check-monitoring: panel {title!r} leaves the 24-column grid")
+for i, (a, g) in enumerate(boxes):
+    for b, h in boxes[i + 1:]:
+        if (g["x"] < h["x"] + h["w"] and h["x"] < g["x"] + g["w"]
+                and g["y"] < h["y"] + h["h"] and h["y"] < g["y"] + g["h"]):
+            sys.exit(f"check-monitoring: panels {a!r} and {b!r} overlap")
 PY
 echo "check-monitoring: ok"
