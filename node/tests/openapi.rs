@@ -3,11 +3,16 @@
 //! answers a real node with a status it documents, and the bodies and headers of those
 //! answers, and of the key routes' error answers, match the documented schemas.
 //!
-//! The schema check is a small validator for the JSON Schema keywords the document
-//! uses; it refuses any keyword it does not know, so a schema it cannot check fails the
-//! test instead of passing unread.
+//! api.md is held to the same document: its route table lists the served routes, each
+//! linked section mentions the statuses the document gives the operation (and its error
+//! tables list no others), and its JSON examples match documented response schemas.
+//! `openapi/schema.rs` checks values against schemas, `openapi/markdown.rs` reads api.md.
 
 mod common;
+#[path = "openapi/markdown.rs"]
+mod markdown;
+#[path = "openapi/schema.rs"]
+mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
@@ -15,10 +20,13 @@ use std::net::UdpSocket;
 use common::*;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+
+use markdown::{api_md_table, error_rows, json_blocks, sections, statuses};
+use schema::{resolve, violations};
 
 /// The operations a path item may hold, in OpenAPI's order.
-const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
@@ -34,19 +42,6 @@ fn spec() -> Value {
 fn api_md() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md");
     std::fs::read_to_string(path).expect("docs/api.md is readable")
-}
-
-/// Follows a local `$ref` (`#/components/...`), repeatedly.
-fn resolve<'a>(spec: &'a Value, mut value: &'a Value) -> &'a Value {
-    while let Some(reference) = value.get("$ref").and_then(Value::as_str) {
-        let pointer = reference
-            .strip_prefix('#')
-            .unwrap_or_else(|| panic!("only local references: {reference}"));
-        value = spec
-            .pointer(pointer)
-            .unwrap_or_else(|| panic!("dangling reference {reference}"));
-    }
-    value
 }
 
 fn documented(spec: &Value) -> BTreeSet<Op> {
@@ -183,99 +178,6 @@ fn api_md_and_the_openapi_document_agree_on_each_operations_statuses() {
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
 
-/// The route table at the top of api.md, one entry per method:
-/// `| GET, POST | [`/path`](#anchor) | …` gives (`GET`, `/path`, `anchor`) and so on.
-fn api_md_table(text: &str) -> Vec<(String, String, String)> {
-    let mut routes = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("| ")) {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (Some(methods), Some(link)) = (cells.get(1), cells.get(2)) else {
-            continue;
-        };
-        let Some((path, anchor)) = link
-            .strip_prefix("[`")
-            .and_then(|l| l.strip_suffix(')'))
-            .and_then(|l| l.split_once("`](#"))
-        else {
-            continue;
-        };
-        let methods: Vec<String> = match *methods {
-            "any" => METHODS.iter().map(|m| m.to_uppercase()).collect(),
-            listed => listed.split(',').map(|m| m.trim().to_owned()).collect(),
-        };
-        for method in methods {
-            routes.push((method, path.to_owned(), anchor.to_owned()));
-        }
-    }
-    assert!(routes.len() >= 10, "api.md has its route table: {routes:?}");
-    routes
-}
-
-/// A heading of api.md with the text under it.
-struct Section {
-    /// GitHub's anchor: lower case, punctuation dropped, spaces to hyphens.
-    anchor: String,
-    /// Everything up to the next heading of the same or a higher level.
-    body: String,
-    /// For a `###` heading, the text of its `##` section before its first subheading.
-    parent_intro: String,
-}
-
-fn sections(text: &str) -> Vec<Section> {
-    let mut headings = Vec::new();
-    let mut in_code = false;
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-        } else if !in_code && line.starts_with('#') {
-            let level = line.chars().take_while(|c| *c == '#').count();
-            headings.push((i, level, anchor_of(line[level..].trim())));
-        }
-    }
-    let end_of = |k: usize, any: bool| {
-        let (_, level, _) = headings[k];
-        headings[k + 1..]
-            .iter()
-            .find(|(_, l, _)| any || *l <= level)
-            .map_or(lines.len(), |(i, _, _)| *i)
-    };
-    let text_of = |from: usize, to: usize| lines[from..to].join("\n");
-    (0..headings.len())
-        .map(|k| {
-            let (start, level, anchor) = headings[k].clone();
-            let parent = headings[..k].iter().rposition(|(_, l, _)| *l < level);
-            let parent_intro = match parent {
-                Some(p) if level == 3 => text_of(headings[p].0, end_of(p, true)),
-                _ => String::new(),
-            };
-            Section {
-                anchor,
-                body: text_of(start, end_of(k, false)),
-                parent_intro,
-            }
-        })
-        .collect()
-}
-
-fn anchor_of(heading: &str) -> String {
-    heading
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
-}
-
-/// Every HTTP status (a separate number 100-599) the text mentions.
-fn statuses(text: &str) -> BTreeSet<u16> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .filter(|t| t.len() == 3)
-        .filter_map(|t| t.parse().ok())
-        .filter(|s| (100..600).contains(s))
-        .collect()
-}
-
 #[test]
 fn api_md_json_examples_match_the_documented_schemas() {
     let spec = spec();
@@ -319,186 +221,6 @@ fn api_md_json_examples_match_the_documented_schemas() {
         }
     }
     assert!(checked >= 12, "only {checked} JSON examples in api.md");
-}
-
-/// The ```json blocks of a section, each of which must be JSON.
-fn json_blocks(body: &str) -> Vec<Value> {
-    body.split("```json\n")
-        .skip(1)
-        .filter_map(|rest| rest.split("```").next())
-        .map(|block| {
-            serde_json::from_str(block)
-                .unwrap_or_else(|e| panic!("a json block in api.md is not JSON ({e}): {block}"))
-        })
-        .collect()
-}
-
-/// The statuses of the error-table rows (`| 409 | ...`) in a section.
-fn error_rows(body: &str) -> BTreeSet<u16> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("| "))
-        .filter_map(|l| l.split(' ').next())
-        .filter_map(|t| t.parse().ok())
-        .collect()
-}
-
-#[test]
-fn api_md_sections_are_read_like_github_renders_them() {
-    let text =
-        "# T\n## `GET /a`\nintro 201\n### `POST /a/b`\n| 409 | x |\n```sh\n# not\n```\n## B\n";
-    let sections = sections(text);
-    let anchors: Vec<&str> = sections.iter().map(|s| s.anchor.as_str()).collect();
-    assert_eq!(anchors, ["t", "get-a", "post-ab", "b"]);
-    assert!(
-        sections[1].body.contains("409"),
-        "a section holds its subsections"
-    );
-    assert_eq!(sections[2].parent_intro, "## `GET /a`\nintro 201");
-    assert_eq!(error_rows(&sections[2].body), BTreeSet::from([409]));
-    assert_eq!(
-        statuses("`201`, 1796318700000 and 2xx"),
-        BTreeSet::from([201])
-    );
-}
-
-// --- a validator for the schema keywords the document uses --------------------------
-
-/// Keywords that describe and do not constrain.
-const ANNOTATIONS: [&str; 6] = [
-    "description",
-    "example",
-    "title",
-    "discriminator",
-    "contentMediaType",
-    "format",
-];
-
-/// Checks `value` against `schema`; returns what is wrong, with its JSON path.
-fn violations(spec: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
-    let schema = resolve(spec, schema);
-    let object = schema.as_object().expect("a schema is an object");
-    let mut wrong = Vec::new();
-    for (keyword, rule) in object {
-        if ANNOTATIONS.contains(&keyword.as_str()) {
-            continue;
-        }
-        if let Some(problem) = keyword_violation(spec, object, keyword, rule, value, at) {
-            wrong.push(problem);
-        }
-        if keyword == "properties" || keyword == "items" || keyword == "additionalProperties" {
-            wrong.extend(nested(spec, keyword, rule, object, value, at));
-        }
-    }
-    wrong
-}
-
-fn keyword_violation(
-    spec: &Value,
-    schema: &Map<String, Value>,
-    keyword: &str,
-    rule: &Value,
-    value: &Value,
-    at: &str,
-) -> Option<String> {
-    let fails = match keyword {
-        "type" => !has_type(rule, value),
-        "const" => value != rule,
-        "enum" => !rule.as_array().expect("enum list").contains(value),
-        "required" => rule
-            .as_array()
-            .expect("required list")
-            .iter()
-            .any(|k| value.is_object() && value.get(k.as_str().expect("name")).is_none()),
-        "minimum" => value
-            .as_f64()
-            .is_some_and(|n| n < rule.as_f64().expect("number")),
-        "minLength" => value
-            .as_str()
-            .is_some_and(|s| s.chars().count() < size(rule)),
-        "maxLength" => value
-            .as_str()
-            .is_some_and(|s| s.chars().count() > size(rule)),
-        "maxItems" => value.as_array().is_some_and(|a| a.len() > size(rule)),
-        "oneOf" => {
-            let schemas = rule.as_array().expect("oneOf list");
-            let fits = schemas
-                .iter()
-                .filter(|s| violations(spec, s, value, at).is_empty());
-            fits.count() != 1
-        }
-        "properties" | "items" | "additionalProperties" => false,
-        other => panic!("the test's validator does not know `{other}` (in {schema:?})"),
-    };
-    fails.then(|| format!("{at}: fails `{keyword}: {rule}` with {value}"))
-}
-
-fn size(rule: &Value) -> usize {
-    rule.as_u64().expect("a count") as usize
-}
-
-fn has_type(rule: &Value, value: &Value) -> bool {
-    let one = |name: &str| match name {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_u64() || value.is_i64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "null" => value.is_null(),
-        other => panic!("unknown type {other}"),
-    };
-    match rule {
-        Value::String(name) => one(name),
-        Value::Array(names) => names.iter().any(|n| one(n.as_str().expect("type name"))),
-        other => panic!("bad type rule {other}"),
-    }
-}
-
-fn nested(
-    spec: &Value,
-    keyword: &str,
-    rule: &Value,
-    schema: &Map<String, Value>,
-    value: &Value,
-    at: &str,
-) -> Vec<String> {
-    let mut wrong = Vec::new();
-    match (keyword, value) {
-        ("items", Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                wrong.extend(violations(spec, rule, item, &format!("{at}[{i}]")));
-            }
-        }
-        ("properties", Value::Object(fields)) => {
-            for (name, field_schema) in rule.as_object().expect("properties map") {
-                if let Some(field) = fields.get(name) {
-                    wrong.extend(violations(
-                        spec,
-                        field_schema,
-                        field,
-                        &format!("{at}.{name}"),
-                    ));
-                }
-            }
-        }
-        ("additionalProperties", Value::Object(fields)) => {
-            let known = schema.get("properties").and_then(Value::as_object);
-            let extra = fields
-                .iter()
-                .filter(|(name, _)| known.is_none_or(|k| !k.contains_key(*name)));
-            for (name, field) in extra {
-                match rule {
-                    Value::Bool(false) => wrong.push(format!("{at}.{name}: not documented")),
-                    Value::Bool(true) => {}
-                    schema => {
-                        wrong.extend(violations(spec, schema, field, &format!("{at}.{name}")))
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    wrong
 }
 
 #[test]
