@@ -129,6 +129,8 @@ prepare() {
 start_cluster() {
   say "starting eu, us, ap (project $project, subnet $CLUSTER_SUBNET.0/24)"
   local started
+  # Leftovers of a run that was killed outright would bring their old volumes along.
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
   started=$(now_ms)
   compose up -d eu us ap
   for region in eu us ap; do
