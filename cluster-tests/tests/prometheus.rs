@@ -96,7 +96,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("prometheus can be started (apt-get install prometheus)");
-        let prometheus = Self {
+        let mut prometheus = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
@@ -105,16 +105,24 @@ impl Prometheus {
         prometheus
     }
 
-    fn wait_ready(&self) {
+    /// Waits for `/-/ready`; a Prometheus that exits (a bad config, a taken port) fails
+    /// at once, with its log.
+    fn wait_ready(&mut self) {
         let ready = format!("{}/-/ready", self.base);
+        let mut exited = None;
         let answered = || {
+            exited = self.child.try_wait().ok().flatten();
             let response = api::client().get(&ready).send();
-            response.is_ok_and(|r| r.status() == 200)
+            exited.is_some() || response.is_ok_and(|r| r.status() == 200)
         };
-        let started =
-            std::panic::catch_unwind(|| wait_until("prometheus to be ready", SCRAPED, answered));
-        if started.is_err() {
-            panic!("prometheus did not become ready:\n{}", self.log());
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until("prometheus to be ready", SCRAPED, answered)
+        }));
+        if waited.is_err() || exited.is_some() {
+            panic!(
+                "prometheus did not become ready ({exited:?}):\n{}",
+                self.log()
+            );
         }
     }
 
