@@ -65,4 +65,19 @@ for i, (a, g) in enumerate(boxes):
                 and g["y"] < h["y"] + h["h"] and h["y"] < g["y"] + g["h"]):
             sys.exit(f"check-monitoring: panels {a!r} and {b!r} overlap")
 PY
+# Every metric the rules, their tests and the dashboard name is one the node declares
+# (node/src/metrics.rs), so a renamed metric cannot leave an alert that never fires.
+python3 - "$dashboard" <<'PY'
+import re, sys
+from pathlib import Path
+declared = set(re.findall(r'"(portcullis_[a-z0-9_]+)"', Path("node/src/metrics.rs").read_text()))
+def known(name):
+    base = re.sub(r"_(bucket|count|sum)$", "", name)
+    return name in declared or base in declared
+files = [sys.argv[1], "deploy/prometheus/alerts.yml", "deploy/prometheus/alerts_test.yml"]
+unknown = {(f, n) for f in files for n in re.findall(r"portcullis_[a-z0-9_]+", Path(f).read_text())
+           if not known(n)}
+if unknown:
+    sys.exit(f"check-monitoring: metrics the node does not declare: {sorted(unknown)}")
+PY
 echo "check-monitoring: ok"
