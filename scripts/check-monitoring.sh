@@ -79,5 +79,17 @@ unknown = {(f, n) for f in files for n in re.findall(r"portcullis_[a-z0-9_]+", P
            if not known(n)}
 if unknown:
     sys.exit(f"check-monitoring: metrics the node does not declare: {sorted(unknown)}")
+
+# Likewise every label value an alert or panel matches on (reason="rate_abuse",
+# outcome=~"banned|...") is a string literal somewhere in the node's source.
+source = "\n".join(p.read_text() for p in Path("node/src").rglob("*.rs"))
+scraped = {"job", "instance", "le", "alertname", "alertstate", "__name__"}
+matcher = r'([a-z_]+)\s*(?:=~|!~|!=|=)\s*"([^"]*)"'
+checked = (sys.argv[1], "deploy/prometheus/alerts.yml")
+texts = [Path(f).read_text().replace('\\"', '"') for f in checked]
+missing = {(label, value) for text in texts for label, values in re.findall(matcher, text)
+           if label not in scraped for value in values.split("|") if f'"{value}"' not in source}
+if missing:
+    sys.exit(f"check-monitoring: label values the node never sets: {sorted(missing)}")
 PY
 echo "check-monitoring: ok"

@@ -49,7 +49,8 @@ def rules(dashboard):
             expr = target.get("expr", "").strip()
             if not expr:
                 continue
-            name = f"dashboard:{slug(panel.get('title', ''))}:{target.get('refId', 'A').lower()}"
+            ref = target.get("refId", "A").lower()
+            name = f"dashboard:{slug(panel.get('title', ''))}:{ref}"
             if name in seen:
                 sys.exit(f"two dashboard targets map to the rule name {name}; retitle a panel")
             seen.add(name)
