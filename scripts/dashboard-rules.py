@@ -59,7 +59,8 @@ def rules(dashboard):
 
 def render(dashboard, source):
     """The rule file's text."""
-    lines = [HEADER.format(source=source), "groups:", "  - name: portcullis-dashboard", "    rules:"]
+    lines = [HEADER.format(source=source), "groups:"]
+    lines += ["  - name: portcullis-dashboard", "    rules:"]
     count = 0
     for name, expr, title in rules(dashboard):
         # A JSON string is a valid YAML double-quoted scalar.
