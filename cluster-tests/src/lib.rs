@@ -9,6 +9,8 @@
 //! - [`api`]: blocking HTTP helpers for the endpoints the scenarios use.
 //! - [`partition`]: [`Partition`], a guard that cuts gossip between sets of nodes.
 //! - [`wait`]: polling with a deadline instead of fixed sleeps.
+//! - [`docker`]: [`docker::DockerCluster`], three containers of the `portcullis:local`
+//!   image (built by `scripts/build-image.sh`) for the Docker fault tests.
 //!
 //! The binary under test is `target/debug/portcullis` (or `$CARGO_TARGET_DIR/debug/…`,
 //! or `$CLUSTER_TESTS_BIN`). `cargo test --workspace` builds it; `cargo test -p
@@ -20,6 +22,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod docker;
 pub mod node;
 pub mod partition;
 pub mod wait;
