@@ -70,6 +70,7 @@ fn a_terminated_node_drains_leaves_and_keeps_what_it_acknowledged() {
     assert!(status.success(), "exit status {status}");
 
     shown_as_left(&cluster, &admin);
+    logged_as_left(&cluster);
     for node in [cluster.node(1), cluster.node(2)] {
         for (what, token) in [
             ("before the signal", &acked),
@@ -144,6 +145,37 @@ fn shown_as_left(cluster: &Cluster, admin: &str) {
         .find(|l| l.starts_with("n3 "))
         .expect("a row for node 3");
     assert!(row.contains(" left "), "{table}");
+}
+
+/// Node 3 logged each step of its stop; its peers logged that it left, not that it died.
+fn logged_as_left(cluster: &Cluster) {
+    let log = |node: &Node| std::fs::read_to_string(node.log_path()).expect("a node log");
+    let own = log(cluster.node(3));
+    for step in [
+        "shutting down",
+        "in-flight requests finished",
+        "left the cluster peers=2",
+    ] {
+        assert_eq!(
+            own.matches(step).count(),
+            1,
+            "`{step}` in node 3's log:\n{own}"
+        );
+    }
+    assert!(own.trim_end().ends_with("stopped"), "node 3's log:\n{own}");
+    for node in [cluster.node(1), cluster.node(2)] {
+        let text = log(node);
+        assert!(
+            text.contains("node left node.id=n3"),
+            "{}:\n{text}",
+            node.id()
+        );
+        assert!(
+            !text.contains("node declared dead"),
+            "{}:\n{text}",
+            node.id()
+        );
+    }
 }
 
 /// After its restart node 3 is one live member again on its peers.
