@@ -115,7 +115,11 @@ fn shown_as_left(cluster: &Cluster, admin: &str) {
     let peers = [cluster.node(1), cluster.node(2)];
     for node in peers {
         let what = format!("{} to show node 3 as left", node.id());
-        wait_until(&what, PROPAGATION, || state_of_n3(node, admin) == "left");
+        let took = wait_until(&what, PROPAGATION, || state_of_n3(node, admin) == "left");
+        eprintln!(
+            "{} showed node 3 as left {took:?} after it exited",
+            node.id()
+        );
     }
     holds_throughout("node 3 shown as left, not dead", STAYS_LEFT, || {
         peers.iter().all(|node| {
