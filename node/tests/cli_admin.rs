@@ -63,6 +63,16 @@ fn healthcheck_passes_on_a_ready_node_and_fails_with_a_reason_otherwise() {
     assert_eq!(down.status.code(), Some(1));
     assert!(stderr(&down).contains("refused"), "{}", stderr(&down));
 
+    // A proxy in the environment is not used: the check is of this host.
+    let proxied = run(
+        &["healthcheck", "--url", &readyz],
+        &[
+            ("http_proxy", "http://127.0.0.1:9"),
+            ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(proxied.status.code(), Some(0), "{}", stderr(&proxied));
+
     // Any other status is unhealthy too.
     let missing = run(&["healthcheck", "--url", &node.url("/nowhere")], &[]);
     assert_eq!(missing.status.code(), Some(1));

@@ -41,9 +41,12 @@ pub fn run(args: &HealthArgs) -> ExitCode {
 
 /// `Ok` when `url` answers 200 within `timeout`; otherwise what went wrong.
 fn probe(url: &str, timeout: Duration) -> Result<(), String> {
+    // The node is local to the check: an HTTP_PROXY in the container's environment must
+    // not route the probe elsewhere.
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let response = client
