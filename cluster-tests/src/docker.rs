@@ -21,7 +21,8 @@
 //! there. Configuration is environment only, over the image's file ([`env`]).
 //!
 //! Module map: [`cli`] runs docker and removes everything on drop; [`env`] is the
-//! node's environment; [`netem`] finds host-side veths and delays them; [`load`] is the
+//! node's environment; [`netem`] finds host-side veths and delays them (with [`nfqueue`] where the kernel has
+//! no netem); [`load`] is the
 //! load generator of the rolling-restart test.
 //!
 //! [`image`] builds the image once per process with `scripts/build-image.sh` (which
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod env;
 pub mod load;
 pub mod netem;
+pub mod nfqueue;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use cluster_tests::api;
 use cluster_tests::config::{ALICE, BOB, WEB};
 use cluster_tests::docker::load::{Load, Targets};
+use cluster_tests::docker::netem::Latency;
 use cluster_tests::docker::{self, DockerCluster};
 use cluster_tests::{wait_until, PROPAGATION};
 use serde_json::json;
@@ -30,6 +31,12 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const BANNED: &str = "203.0.113.7";
 /// How long a node plugged back into the mesh gets to enforce what it missed.
 const HEAL_DEADLINE: Duration = Duration::from_secs(30);
+/// The latency added between regions.
+const DELAY: Duration = Duration::from_millis(80);
+/// The gossip round interval the containers run with.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+/// Revocations timed per latency setting.
+const SAMPLES: usize = 10;
 
 /// The scenario lock, or `None` when the docker tests are skipped.
 fn serial() -> Option<MutexGuard<'static, ()>> {
@@ -214,6 +221,38 @@ fn a_rolling_restart_with_a_key_rotation_rejects_no_valid_request_and_admits_no_
 }
 
 #[test]
+fn revocations_cross_80ms_of_latency_between_regions_within_the_gossip_bound() {
+    let Some(_serial) = serial() else { return };
+    let cluster = DockerCluster::start();
+    let baseline = propagation(&cluster);
+
+    let veths: Vec<String> = (1..=3).map(|i| cluster.mesh_veth(i)).collect();
+    let latency = Latency::add(&veths, DELAY);
+    let delayed = propagation(&cluster);
+    let method = latency.method();
+    drop(latency);
+
+    // One interval to publish, one exchange (SYN, SYN-ACK, ACK: three delayed legs at
+    // worst), one interval for the receiver to apply, one for the round to come round.
+    let bound = GOSSIP_INTERVAL * 3 + DELAY * 3;
+    eprintln!(
+        "revocation propagation eu -> us, ap ({SAMPLES} revocations; {method} on {veths:?}):"
+    );
+    report("no added latency", &baseline, bound);
+    report(&format!("{DELAY:?} added ({method})"), &delayed, bound);
+    let fastest = delayed.iter().min().copied().unwrap_or_default();
+    assert!(
+        fastest >= DELAY,
+        "every gossip packet is delayed (fastest {fastest:?})"
+    );
+    let slowest = delayed.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < PROPAGATION,
+        "within the generous bound (slowest {slowest:?})"
+    );
+}
+
+#[test]
 fn keys_revocations_and_bans_survive_a_full_stop_and_start_of_the_cluster() {
     let Some(_serial) = serial() else { return };
     let mut cluster = DockerCluster::start();
@@ -351,4 +390,44 @@ fn await_progress(load: &Load, what: &str) {
     wait_until(what, Duration::from_secs(60), || {
         load.checks() >= from + 100
     });
+}
+
+/// Times [`SAMPLES`] revocations made on eu until us and ap reject them.
+fn propagation(cluster: &DockerCluster) -> Vec<Duration> {
+    let (eu, us, ap) = bases(cluster);
+    let mut samples = Vec::new();
+    for _ in 0..SAMPLES {
+        let token = api::client_token(eu);
+        api::revoke(eu, &token);
+        let acked = Instant::now();
+        let mut pending = vec![us, ap];
+        wait_until("us and ap to reject", PROPAGATION * 2, || {
+            pending.retain(|base| {
+                let rejects = api::rejects(base, &token);
+                if rejects {
+                    samples.push(acked.elapsed());
+                }
+                !rejects
+            });
+            pending.is_empty()
+        });
+    }
+    samples
+}
+
+/// Prints the median and maximum of `samples` against `bound`.
+fn report(label: &str, samples: &[Duration], bound: Duration) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let max = sorted[sorted.len() - 1];
+    let over = sorted.iter().filter(|s| **s > bound).count();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "  {label:<24} median {:7.1} ms  max {:7.1} ms  bound {:6.1} ms  over bound {over}/{}",
+        ms(median),
+        ms(max),
+        ms(bound),
+        sorted.len()
+    );
 }
