@@ -63,6 +63,8 @@ const STOP_GRACE_SECS: u32 = 20;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a node may take to become ready: its catch-up timeout (15 s) and margin.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How often docker runs the image's HEALTHCHECK in tests.
+const HEALTH_INTERVAL: &str = "1s";
 /// Lines of each container's log shown when a test fails.
 const LOG_TAIL: &str = "80";
 
@@ -288,6 +290,13 @@ impl DockerCluster {
         })
     }
 
+    /// Docker's health status of node `i` (`starting`, `healthy`, `unhealthy`), from
+    /// the image's HEALTHCHECK (`portcullis healthcheck` against `/readyz`).
+    pub fn health(&self, i: usize) -> String {
+        let template = "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}";
+        docker(&["inspect", "-f", template, &self.node(i).name])
+    }
+
     /// Waits until every running node serves the same JWKS with a key of every node;
     /// returns the key ids.
     pub fn wait_converged(&self) -> BTreeSet<String> {
@@ -422,6 +431,8 @@ fn create_node(resources: &mut Resources, spec: &Spec<'_>, image: &str) -> Docke
     let mut args = vec!["create", "--name", &name, "--label", &label, "--hostname"];
     args.extend([spec.region, "--network", spec.mesh, "--ip", &ip]);
     args.extend(["-v", &data, "-v", &secret, "-e", "NO_COLOR=1"]);
+    // The image's own HEALTHCHECK command, probed more often than its 10 s.
+    args.extend(["--health-interval", HEALTH_INTERVAL]);
     for pair in &env {
         args.extend(["-e", pair.as_str()]);
     }

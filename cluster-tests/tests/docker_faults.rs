@@ -165,6 +165,12 @@ fn a_killed_node_restarts_from_its_volume_and_is_ready_only_once_caught_up() {
         let what = format!("{base} to enforce the revocation ap acknowledged");
         wait_until(&what, PROPAGATION, || api::rejects(&base, &acked));
     }
+
+    // Docker sees it too: the image's HEALTHCHECK runs without a shell.
+    let healthy = Duration::from_secs(15);
+    wait_until("docker to report ap healthy", healthy, || {
+        cluster.health(3) == "healthy"
+    });
 }
 
 #[test]
