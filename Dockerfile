@@ -27,7 +27,7 @@ EXPOSE 8080/tcp 7946/udp
 ENV PORTCULLIS_CONFIG=/etc/portcullis/portcullis.toml
 # No shell or curl in the image: the binary probes its own readiness endpoint
 # (http://127.0.0.1:8080/readyz) and exits 0 when it answers 200.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/portcullis", "healthcheck"]
 # SIGTERM (docker stop) is the graceful stop; give it time with `docker stop -t`.
 STOPSIGNAL SIGTERM
