@@ -403,16 +403,9 @@ struct Spec<'a> {
 /// networks), without starting it.
 fn create_node(resources: &mut Resources, spec: &Spec<'_>, image: &str) -> DockerNode {
     let name = format!("{}-{}", spec.run, spec.region);
-    let access = format!("{name}-access");
+    let (access, proxy) = create_access(resources, &name);
     let volume = format!("{name}-data");
     let label = label_arg();
-    resources.network(&access);
-    docker(&["network", "create", "--label", &label, &access]);
-    let template = "{{(index .IPAM.Config 0).Gateway}}";
-    let gateway = docker(&["network", "inspect", "-f", template, &access]);
-    let proxy = gateway
-        .parse()
-        .unwrap_or_else(|_| panic!("{access} has gateway {gateway:?}"));
     resources.volume(&volume);
     docker(&["volume", "create", "--label", &label, &volume]);
 
@@ -430,7 +423,7 @@ fn create_node(resources: &mut Resources, spec: &Spec<'_>, image: &str) -> Docke
     let secret = format!("{}:{SECRET_PATH}:ro", spec.secret.display());
     let mut args = vec!["create", "--name", &name, "--label", &label, "--hostname"];
     args.extend([spec.region, "--network", spec.mesh, "--ip", &ip]);
-    args.extend(["-v", &data, "-v", &secret, "-e", "NO_COLOR=1"]);
+    args.extend(["-v", &data, "-v", &secret]);
     // The image's own HEALTHCHECK command, probed more often than its 10 s.
     args.extend(["--health-interval", HEALTH_INTERVAL]);
     for pair in &env {
@@ -447,6 +440,20 @@ fn create_node(resources: &mut Resources, spec: &Spec<'_>, image: &str) -> Docke
         access,
         base: None,
     }
+}
+
+/// Creates the node's own access network; returns its name and the host's address on
+/// it, which is where the test's requests come from.
+fn create_access(resources: &mut Resources, node: &str) -> (String, Ipv4Addr) {
+    let access = format!("{node}-access");
+    resources.network(&access);
+    docker(&["network", "create", "--label", &label_arg(), &access]);
+    let template = "{{(index .IPAM.Config 0).Gateway}}";
+    let gateway = docker(&["network", "inspect", "-f", template, &access]);
+    let host = gateway
+        .parse()
+        .unwrap_or_else(|_| panic!("{access} has gateway {gateway:?}"));
+    (access, host)
 }
 
 /// Creates the mesh network on a /24 of 10.200.0.0–10.249.255.0 picked from the pid
