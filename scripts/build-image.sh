@@ -13,7 +13,8 @@
 # build costs one no-op cargo build. FORCE=1 rebuilds the image regardless.
 #
 # Usage: scripts/build-image.sh [TAG]   (default portcullis:local)
-# Needs: cargo, the glibc static libraries (Debian's libc6-dev), docker.
+# Needs: cargo, the glibc static libraries (Debian's libc6-dev), binutils (objcopy,
+# readelf), flock (util-linux), docker.
 
 set -euo pipefail
 
@@ -31,6 +32,12 @@ die() { printf 'build-image: %s\n' "$*" >&2; exit 1; }
 
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "the docker daemon is not reachable (docker info failed)"
+
+# One build at a time: the staging directory is shared (the compose smoke test and the
+# docker fault tests may both call this script).
+mkdir -p "$ROOT/target"
+exec 9>"$ROOT/target/.build-image.lock"
+flock 9
 
 log "building the static binary ($TRIPLE, release)"
 cd "$ROOT"
