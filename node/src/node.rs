@@ -21,7 +21,7 @@ use crate::abuse::Shield;
 use crate::clock::SharedClock;
 use crate::cluster::gossip::{Gossip, Originated, Peers, PublishRevocations};
 use crate::cluster::seal::Sealer;
-use crate::cluster::snapshot::{catch_up, catch_up_on_reset};
+use crate::cluster::snapshot::{catch_up, catch_up_on_reset, SETTLE_INTERVALS};
 use crate::cluster::transport::SealedTransport;
 use crate::cluster::wire;
 use crate::config::{ClusterSettings, Config};
@@ -277,7 +277,14 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
             .as_ref()
             .expect("must_catch_up implies a cluster");
         let sealer = handles.sealer.clone().expect("a cluster has a sealer");
-        let task = catch_up(handles.clone(), peers, sealer, cluster.catchup_timeout);
+        let settle = cluster.gossip_interval * SETTLE_INTERVALS;
+        let task = catch_up(
+            handles.clone(),
+            peers,
+            sealer,
+            cluster.catchup_timeout,
+            settle,
+        );
         actix_web::rt::spawn(task);
     }
     Ok(RunningNode {

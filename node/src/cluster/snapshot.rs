@@ -7,6 +7,7 @@
 //! [`Snapshot`]. Peers and on-path observers without the secret can neither fetch nor
 //! read nor forge one.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,10 @@ fn open(sealer: &Sealer, body: &[u8], now_ms: u64) -> Result<Snapshot, String> {
     Ok(snapshot)
 }
 
+/// Gossip intervals a joining node waits, after its last newly live peer, before it
+/// reports ready: peers a seed knows of turn live on this node a round or two apart.
+pub const SETTLE_INTERVALS: u32 = 5;
+
 /// Counts of what a catch-up applied.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -148,18 +153,43 @@ pub async fn apply(
 }
 
 /// Waits for a live peer, fetches its snapshot, applies it and marks the node ready.
-/// Gives up waiting after `timeout` and serves with what it has (logged and counted).
-pub async fn catch_up(node: Arc<Handles>, peers: Peers, sealer: Arc<Sealer>, timeout: Duration) {
+///
+/// A joining node learns its peers one by one (each must be heard from before it counts
+/// as live), so the first live peer is often not the only one, and may be the one that
+/// holds least. Readiness therefore waits until every peer that became live has been
+/// caught up from, and no new one has appeared for `settle`. Gives up waiting after
+/// `timeout` and serves with what it has (logged and counted).
+pub async fn catch_up(
+    node: Arc<Handles>,
+    peers: Peers,
+    sealer: Arc<Sealer>,
+    timeout: Duration,
+    settle: Duration,
+) {
     let started = Instant::now();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut last_new = Instant::now();
     while started.elapsed() < timeout {
-        if catch_up_once(&node, &peers, &sealer).await {
+        let fresh: Vec<String> = peer_urls(&node)
+            .await
+            .into_iter()
+            .filter(|url| !done.contains(url))
+            .collect();
+        let caught_up = catch_up_from(&node, &peers, &sealer, &fresh).await;
+        if !caught_up.is_empty() {
+            last_new = Instant::now();
+            done.extend(caught_up);
+        }
+        if !done.is_empty() && last_new.elapsed() >= settle {
             node.ready.store(true, Ordering::Relaxed);
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    metrics::counter!(m::CATCHUPS, "outcome" => "timeout").increment(1);
-    tracing::warn!("no peer answered for catch-up; serving with local state only");
+    if done.is_empty() {
+        metrics::counter!(m::CATCHUPS, "outcome" => "timeout").increment(1);
+        tracing::warn!("no peer answered for catch-up; serving with local state only");
+    }
     node.ready.store(true, Ordering::Relaxed);
 }
 
@@ -181,14 +211,25 @@ pub async fn catch_up_on_reset(
 /// One pass over the live peers, applying every snapshot obtained (one peer may lag
 /// behind another, so the union is what counts); true if at least one was applied.
 async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
+    let urls = peer_urls(node).await;
+    !catch_up_from(node, peers, sealer, &urls).await.is_empty()
+}
+
+/// Fetches and applies the snapshot of each peer in `urls`; returns those applied.
+async fn catch_up_from(
+    node: &Handles,
+    peers: &Peers,
+    sealer: &Sealer,
+    urls: &[String],
+) -> Vec<String> {
     let started = Instant::now();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a plain HTTP client always builds");
-    let mut applied_any = false;
-    for url in peer_urls(node).await {
-        match fetch(&client, sealer, &url, peers).await {
+    let mut applied_from = Vec::new();
+    for url in urls {
+        match fetch(&client, sealer, url, peers).await {
             Ok(snapshot) => {
                 let from = snapshot.node_id.clone();
                 let Ok((applied, forks)) = apply(snapshot, peers, &node.node_id).await else {
@@ -208,7 +249,7 @@ async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "catch-up from peer complete"
                 );
-                applied_any = true;
+                applied_from.push(url.clone());
             }
             Err(error) => {
                 metrics::counter!(m::CATCHUPS, "outcome" => "failed").increment(1);
@@ -216,7 +257,7 @@ async fn catch_up_once(node: &Handles, peers: &Peers, sealer: &Sealer) -> bool {
             }
         }
     }
-    applied_any
+    applied_from
 }
 
 async fn peer_urls(node: &Handles) -> Vec<String> {
