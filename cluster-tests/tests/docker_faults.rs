@@ -64,7 +64,13 @@ fn an_unplugged_node_enforces_the_revocations_and_bans_it_missed_once_plugged_ba
     let by_jti = api::bob(us).access;
     let by_subject = api::alice(ap).access;
 
+    // Unplugged until its peers give it up as dead: the cut is in force before
+    // anything it is to miss is made.
     cluster.disconnect(3);
+    let view = |base: &str| member_state(base, &admin, "ap");
+    let dead = wait_until("eu to see ap dead", DEAD_DEADLINE, || view(eu) == "dead");
+    eprintln!("eu declared ap dead {dead:?} after it was unplugged");
+
     api::revoke(eu, &by_rfc7009);
     let jti = api::claims(&by_jti)["jti"].clone();
     api::admin_revoke(eu, &admin, &json!({"kind": "token", "jti": jti}));
@@ -74,11 +80,6 @@ fn an_unplugged_node_enforces_the_revocations_and_bans_it_missed_once_plugged_ba
     let revoked = [by_rfc7009, by_jti, by_subject];
     let enforces = |base: &str| enforces_all(base, &revoked, &bystander);
     wait_until("us to enforce what eu made", PROPAGATION, || enforces(us));
-
-    // Long enough for both sides to give each other up as dead.
-    let view = |base: &str| member_state(base, &admin, "ap");
-    let dead = wait_until("eu to see ap dead", DEAD_DEADLINE, || view(eu) == "dead");
-    eprintln!("eu declared ap dead {dead:?} after the revocations were seen on us");
 
     // The cut is real: ap, still serving the test, has heard of none of it.
     for token in &revoked {
