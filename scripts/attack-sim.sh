@@ -25,20 +25,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/bench/wrk.sh
 source "$ROOT/scripts/bench/wrk.sh"
 LIMIT_SECONDS=1200
-CHILD_PID=""
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'attack-sim: %s\n' "$*" >&2; exit 1; }
 
-# `timeout` signals the example's whole process group, so its nodes go too.
-cleanup() {
-  if [[ -n "$CHILD_PID" ]]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench/child.sh
+source "$ROOT/scripts/bench/child.sh"
 
 command -v taskset >/dev/null || die "taskset (util-linux) is required"
 command -v timeout >/dev/null || die "timeout (coreutils) is required"

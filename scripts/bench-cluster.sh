@@ -24,7 +24,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/bench/wrk.sh"
 BIN="$ROOT/target/release/portcullis"
 ALL=(propagation burst million gossip_traffic)
-CHILD_PID=""
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-cluster: %s\n' "$*" >&2; exit 1; }
@@ -40,16 +39,8 @@ limit() {
   esac
 }
 
-# `timeout` runs the example in a process group of its own and signals the whole
-# group, so the nodes it started go too; an interrupt here is passed on to it.
-cleanup() {
-  if [[ -n "$CHILD_PID" ]]; then
-    kill -TERM "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench/child.sh
+source "$ROOT/scripts/bench/child.sh"
 
 prerequisites() {
   command -v taskset >/dev/null || die "taskset (util-linux) is required"

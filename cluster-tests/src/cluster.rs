@@ -128,6 +128,11 @@ impl Cluster {
         &self.nodes
     }
 
+    /// Every node's base URL (`http://ip:port`), in order.
+    pub fn bases(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.base().to_owned()).collect()
+    }
+
     /// The loopback addresses of nodes `indices`, for a [`crate::Partition`].
     pub fn ips(&self, indices: &[usize]) -> Vec<Ipv4Addr> {
         indices.iter().map(|i| self.node(*i).ip()).collect()

@@ -115,11 +115,7 @@ pub fn revocation() -> Vec<Goal> {
     };
     let cluster = Cluster::start(NODES, options.clone());
     cluster.wait_converged();
-    let bases: Vec<String> = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.base().to_owned())
-        .collect();
+    let bases = cluster.bases();
     let threshold = 2 * BUDGET as usize;
     println!(
         "\n-- abuse revocation: budget {BUDGET}/min, abuse past {threshold}; {NODES} nodes each \
@@ -205,11 +201,7 @@ pub fn overshoot() -> Vec<Goal> {
             let interval = options.gossip_interval;
             let cluster = Cluster::start(nodes, options);
             cluster.wait_converged();
-            let bases: Vec<String> = cluster
-                .nodes()
-                .iter()
-                .map(|n| n.base().to_owned())
-                .collect();
+            let bases = cluster.bases();
             let gap = Duration::from_secs(1) * nodes as u32 / RATE;
             let mut overs = Vec::new();
             for trial in 0..trials {

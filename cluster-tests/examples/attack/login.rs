@@ -106,11 +106,7 @@ fn run(what: &str, bots: &[Ipv4Addr]) -> Flood {
     };
     let cluster = Cluster::start(3, options);
     cluster.wait_converged();
-    let bases: Vec<String> = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.base().to_owned())
-        .collect();
+    let bases = cluster.bases();
     println!(
         "\n-- login flood from {what}: {PER_MINUTE} attempts/min for {seconds} s against \
          {}, {} real users, 3 nodes, default [login] settings",
