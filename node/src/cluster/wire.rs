@@ -1,8 +1,10 @@
 //! What each gossip key holds, and how values are encoded.
 //!
 //! chitchat values are strings that must stay under 65,535 bytes (chitchat does not
-//! check), so structured values are bincode, base64-encoded, and batches are cut at
-//! [`MAX_VALUE_BYTES`]. Every node writes only its own keys:
+//! check), so structured values are bincode, base64-encoded, and batches and the `rate`
+//! and `share` lists are cut at [`MAX_VALUE_BYTES`]; `keys` and `trust` stay under the
+//! limit by what they hold (one record per live key; at most 128 grants). Every node
+//! writes only its own keys:
 //!
 //! | key | value |
 //! |---|---|
