@@ -144,7 +144,13 @@ fn a_killed_node_restarts_from_its_volume_and_is_ready_only_once_caught_up() {
     api::admin_revoke(&us, &admin, &json!({"kind": "token", "jti": jti}));
     ban(&eu, &admin, BANNED);
 
+    // Serving HTTP is not being ready: it has peers to catch up from first.
     cluster.start_nodes(&[3]);
+    let early = api::ready(cluster.node(3).base());
+    assert!(
+        !early,
+        "ap was ready the moment it served HTTP, before any catch-up"
+    );
     let ready = cluster.wait_ready(&[3]);
     eprintln!("ap was ready {ready:?} after it served HTTP again");
 
