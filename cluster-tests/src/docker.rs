@@ -90,6 +90,7 @@ pub fn image() -> &'static str {
             panic!("docker is not usable ({e}); set {SKIP_VAR}=1 to skip the docker tests");
         }
         cli::sweep_stale();
+        nfqueue::sweep_stale();
         let script = workspace().join("scripts/build-image.sh");
         let started = Instant::now();
         let status = std::process::Command::new(&script)

@@ -40,6 +40,8 @@ const NLMSG_ERROR: u16 = 2;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 /// Netlink header, then the nfnetlink header.
 const HEADERS: usize = 16 + 4;
+/// Prefix of the comment on every queueing rule, followed by the test process id.
+const COMMENT: &str = "portcullis-cluster-tests-pid-";
 /// Longest wait for a packet when none is held.
 const IDLE: Duration = Duration::from_millis(50);
 
@@ -85,14 +87,31 @@ impl Drop for Delayer {
 }
 
 /// Inserts (`-I`) or deletes (`-D`) the rule queueing packets out of `dev`. With
-/// `--queue-bypass`, packets pass undelayed should the queue have no reader.
+/// `--queue-bypass`, packets pass undelayed should the queue have no reader. The rule's
+/// comment names the test process, for [`sweep_stale`].
 fn iptables(action: &str, dev: &str, queue: u16) -> io::Result<()> {
     let queue = queue.to_string();
-    let rule = ["-m", "physdev", "--physdev-out", dev, "-j", "NFQUEUE"];
+    let comment = format!("{COMMENT}{}", std::process::id());
+    let rule = [
+        "-m",
+        "physdev",
+        "--physdev-out",
+        dev,
+        "-m",
+        "comment",
+        "--comment",
+    ];
     let output = Command::new("iptables")
         .args(["-w", action, "FORWARD"])
         .args(rule)
-        .args(["--queue-num", &queue, "--queue-bypass"])
+        .args([
+            &comment,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &queue,
+            "--queue-bypass",
+        ])
         .output()?;
     if output.status.success() {
         return Ok(());
@@ -101,6 +120,33 @@ fn iptables(action: &str, dev: &str, queue: u16) -> io::Result<()> {
     Err(io::Error::other(format!(
         "iptables {action} for {dev}: {stderr}"
     )))
+}
+
+/// Deletes the queueing rules of test processes that no longer run (killed before their
+/// delayers could drop). Harmless leftovers otherwise (bypass, vanished veths), but
+/// clutter.
+pub fn sweep_stale() {
+    let Ok(output) = Command::new("iptables")
+        .args(["-w", "-S", "FORWARD"])
+        .output()
+    else {
+        return;
+    };
+    for rule in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(pid) = rule.split(COMMENT).nth(1) else {
+            continue;
+        };
+        let pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
+        if std::path::Path::new("/proc").join(&pid).exists() {
+            continue;
+        }
+        // `-A FORWARD …` as listed, with the comment's quotes dropped, deletes itself.
+        let spec = rule.replace('"', "");
+        let mut args: Vec<&str> = spec.split_whitespace().collect();
+        args[0] = "-D";
+        let _ = Command::new("iptables").arg("-w").args(&args).output();
+        eprintln!("removed a queueing rule left by test process {pid}");
+    }
 }
 
 /// A netlink socket bound to queue `queue`, copying packet metadata only.
