@@ -210,8 +210,15 @@ fn a_rolling_restart_with_a_key_rotation_rejects_no_valid_request_and_admits_no_
         }
         // Traffic keeps reaching the node while it stops; out of rotation once gone.
         targets.drain(i);
+        let parting = revoked_at(cluster.node(i).base());
         let stopped = cluster.stop(&[i]);
         targets.take_out(i);
+
+        // What it acknowledged just before SIGTERM, it published before it left.
+        for base in cluster.bases() {
+            let what = format!("{base} to enforce what node {i} revoked as it stopped");
+            wait_until(&what, PROPAGATION, || api::rejects(&base, &parting));
+        }
         let started = Instant::now();
         cluster.start_nodes(&[i]);
         let ready = cluster.wait_ready(&[i]);
@@ -407,6 +414,13 @@ fn enforces_all(base: &str, revoked: &[String], bystander: &str) -> bool {
         && check_from(base, BANNED, bystander) != 200
         && login_from(base, BANNED) == 429
         && api::accepts(base, bystander)
+}
+
+/// A fresh token, revoked (and acknowledged) at `base`.
+fn revoked_at(base: &str) -> String {
+    let token = api::client_token(base);
+    api::revoke(base, &token);
+    token
 }
 
 /// Rotates node `i`'s key and waits until every node publishes it and `i` signs with
