@@ -66,6 +66,11 @@ if [ "$current" = "$digest" ] && [ -z "${FORCE:-}" ]; then
 fi
 
 log "docker build -t $TAG"
+previous="$(docker image inspect --format '{{ .Id }}' "$TAG" 2>/dev/null || true)"
 docker build --label "$LABEL=$digest" -t "$TAG" "$ROOT"
+# The image the tag held before is left dangling; remove it unless a container uses it.
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{ .Id }}' "$TAG")" ]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size="$(docker image inspect --format '{{ .Size }}' "$TAG")"
 log "built $TAG: $((size / 1024 / 1024)) MiB, binary sha256 ${digest:0:12}"
