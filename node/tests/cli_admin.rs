@@ -277,12 +277,7 @@ fn admin_rotates_keys_and_shows_the_new_key() {
     assert_eq!(new.len(), 1, "rotation adds one kid: {after}");
     assert!(rotated.contains(&new[0]), "{rotated}");
     // It is published in the JWKS too, before it signs.
-    let jwks: Value = http()
-        .get(node.url("/.well-known/jwks.json"))
-        .send()
-        .expect("jwks")
-        .json()
-        .expect("json");
+    let jwks: Value = jwks(&node);
     assert!(jwks.to_string().contains(&new[0]), "{jwks}");
 
     // A second rotation while one is pending is refused: 409 with the node's reason.

@@ -45,12 +45,7 @@ fn password_grant_issues_an_rfc9068_token_that_verifies_against_the_jwks() {
     );
 
     // An external verifier needs nothing but the JWKS.
-    let jwks: Value = http()
-        .get(node.url("/.well-known/jwks.json"))
-        .send()
-        .expect("jwks")
-        .json()
-        .expect("json");
+    let jwks: Value = jwks(&node);
     let jwk = jwks["keys"]
         .as_array()
         .expect("keys")

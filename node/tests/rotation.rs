@@ -10,12 +10,7 @@ use portcullis::issuer::Tick;
 use serde_json::Value;
 
 fn jwks_kids(node: &TestNode) -> Vec<String> {
-    let jwks: Value = http()
-        .get(node.url("/.well-known/jwks.json"))
-        .send()
-        .expect("jwks")
-        .json()
-        .expect("json");
+    let jwks: Value = jwks(node);
     jwks["keys"]
         .as_array()
         .expect("keys")

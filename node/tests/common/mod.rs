@@ -206,6 +206,16 @@ pub fn http() -> Client {
         .expect("client builds")
 }
 
+/// The node's published key set (`GET /.well-known/jwks.json`).
+pub fn jwks(node: &TestNode) -> Value {
+    http()
+        .get(node.url("/.well-known/jwks.json"))
+        .send()
+        .expect("jwks")
+        .json()
+        .expect("json")
+}
+
 /// POSTs a form to the token endpoint with HTTP Basic client authentication.
 pub fn token_request(base: &str, client: (&str, &str), form: &[(&str, &str)]) -> Response {
     http()
