@@ -88,6 +88,41 @@ fn a_bad_configuration_is_refused_with_every_problem_named() {
 }
 
 #[test]
+fn check_config_validates_without_starting_or_touching_the_data_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write_config(dir.path(), "");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config", &good])
+        .env("PORTCULLIS_ISSUER", "https://auth.checked.test")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    // The summary shows the configuration as overridden by the environment.
+    assert!(stdout.contains("https://auth.checked.test"), "{stdout}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "check-config created the data dir"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"nowhere\"\ncolour = \"blue\"\n").expect("write");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config", &bad.display().to_string()])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in ["listen", "issuer", "colour"] {
+        assert!(
+            stderr.contains(key),
+            "problem with {key} not reported: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn environment_variables_override_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "");
